@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Starts Apache Kafka in KRaft mode on 127.0.0.1 (each node broker + controller) and
+# waits until it answers metadata requests with every broker present.
+#
+#   deploy/kafka/start.sh                         # one broker on 9092
+#   deploy/kafka/start.sh --brokers 3             # three brokers on 9092-9094 (the reference)
+#   deploy/kafka/start.sh --name single --port 9095
+#
+# Data lives in a fresh temporary directory per run. deploy/kafka/stop.sh --name NAME
+# stops exactly the processes recorded here.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+BROKERS=1
+PORT=9092
+NAME=default
+HEAP="${FLOWCAST_KAFKA_HEAP:-512m}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --brokers) BROKERS="$2"; shift 2 ;;
+    --port) PORT="$2"; shift 2 ;;
+    --name) NAME="$2"; shift 2 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    *) echo "start.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+[[ "$BROKERS" =~ ^[1-9]$ ]] || { echo "start.sh: --brokers must be 1..9" >&2; exit 2; }
+
+RUN="${FLOWCAST_RUN_DIR:-$REPO/.flowcast-run}/kafka-$NAME"
+if [[ -f "$RUN/pids" ]]; then
+  alive=0
+  while read -r pid; do kill -0 "$pid" 2>/dev/null && alive=1; done < "$RUN/pids"
+  if [[ $alive == 1 ]]; then
+    echo "kafka '$NAME' is already running (pids in $RUN/pids); stop it with deploy/kafka/stop.sh --name $NAME" >&2
+    exit 1
+  fi
+fi
+for ((i = 0; i < BROKERS; i++)); do
+  for p in $((PORT + i)) $((PORT + 100 + i)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "start.sh: port $p on 127.0.0.1 is already in use" >&2
+      exit 1
+    fi
+  done
+done
+
+LIBS="$("$HERE/fetch.sh")"
+rm -rf "$RUN"
+mkdir -p "$RUN"
+DATA="$(mktemp -d "${TMPDIR:-/tmp}/flowcast-kafka-$NAME.XXXXXX")"
+echo "$DATA" > "$RUN/data-dir"
+: > "$RUN/pids"
+
+CP="$LIBS/*"
+JAVA="${JAVA:-java}"
+CLUSTER_ID="$("$JAVA" -cp "$CP" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
+[[ -n "$CLUSTER_ID" ]] || { echo "start.sh: could not generate a cluster id" >&2; exit 1; }
+
+VOTERS=""
+for ((i = 0; i < BROKERS; i++)); do
+  VOTERS+="${VOTERS:+,}$i@127.0.0.1:$((PORT + 100 + i))"
+done
+RF=$(( BROKERS < 3 ? BROKERS : 3 ))
+MIN_ISR=$(( RF > 1 ? 2 : 1 ))
+
+cat > "$RUN/log4j2.properties" <<LOG
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = \${sys:flowcast.kafka.log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = WARN
+logger.apache.name = org.apache.kafka
+logger.apache.level = WARN
+LOG
+
+for ((i = 0; i < BROKERS; i++)); do
+  CONF="$RUN/server-$i.properties"
+  cat > "$CONF" <<PROPS
+process.roles=broker,controller
+node.id=$i
+controller.quorum.voters=$VOTERS
+listeners=PLAINTEXT://127.0.0.1:$((PORT + i)),CONTROLLER://127.0.0.1:$((PORT + 100 + i))
+advertised.listeners=PLAINTEXT://127.0.0.1:$((PORT + i))
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$DATA/node-$i
+num.partitions=3
+default.replication.factor=$RF
+offsets.topic.replication.factor=$RF
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=$RF
+transaction.state.log.min.isr=$MIN_ISR
+share.coordinator.state.topic.replication.factor=$RF
+share.coordinator.state.topic.min.isr=$MIN_ISR
+group.initial.rebalance.delay.ms=0
+log.segment.bytes=67108864
+PROPS
+  "$JAVA" -cp "$CP" -Dlog4j2.configurationFile="$RUN/log4j2.properties" \
+    -Dflowcast.kafka.log="$RUN/format-$i.log" \
+    kafka.tools.StorageTool format --cluster-id "$CLUSTER_ID" --config "$CONF" \
+    > "$RUN/format-$i.out" 2>&1 || { cat "$RUN/format-$i.out" >&2; exit 1; }
+done
+
+for ((i = 0; i < BROKERS; i++)); do
+  nohup "$JAVA" -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$RUN/log4j2.properties" -Dflowcast.kafka.log="$RUN/broker-$i.log" \
+    -cp "$CP" kafka.Kafka "$RUN/server-$i.properties" > "$RUN/broker-$i.out" 2>&1 < /dev/null &
+  echo $! >> "$RUN/pids"
+done
+
+if ! python3 "$HERE/wait_ready.py" "127.0.0.1:$PORT" "$BROKERS" "${FLOWCAST_KAFKA_START_TIMEOUT:-120}"; then
+  for ((i = 0; i < BROKERS; i++)); do tail -n 20 "$RUN/broker-$i.out" "$RUN/broker-$i.log" >&2 || true; done
+  "$HERE/stop.sh" --name "$NAME" >&2 || true
+  exit 1
+fi
+BOOT=""
+for ((i = 0; i < BROKERS; i++)); do BOOT+="${BOOT:+,}127.0.0.1:$((PORT + i))"; done
+echo "$BOOT" > "$RUN/bootstrap"
+echo "kafka '$NAME' ready: bootstrap servers $BOOT (data in $DATA)"

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Starts a Mosquitto MQTT broker on 127.0.0.1 (default port 1883) for Flowcast's MQTT
+# sink and its tests, with password authentication (ThingsBoard-style: username = token).
+# The password file comes from FLOWCAST_MQTT_PASSWD (mosquitto_passwd format); without it
+# anonymous clients are allowed. Records its PID; deploy/mosquitto/stop.sh stops it.
+#
+#   deploy/mosquitto/start.sh [--port 1883]
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+PORT=1883
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --port) PORT="$2"; shift 2 ;;
+    *) echo "start.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+RUN="${FLOWCAST_RUN_DIR:-$REPO/.flowcast-run}/mosquitto"
+BIN="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+[[ -x "$BIN" ]] || { echo "mosquitto is not installed: run deploy/setup.sh" >&2; exit 1; }
+if [[ -f "$RUN/pid" ]] && kill -0 "$(cat "$RUN/pid")" 2>/dev/null; then
+  echo "mosquitto already running (pid $(cat "$RUN/pid"))" >&2; exit 1
+fi
+mkdir -p "$RUN"
+{
+  echo "listener $PORT 127.0.0.1"
+  if [[ -n "${FLOWCAST_MQTT_PASSWD:-}" ]]; then
+    echo "allow_anonymous false"
+    echo "password_file $FLOWCAST_MQTT_PASSWD"
+  else
+    echo "allow_anonymous true"
+  fi
+  echo "persistence false"
+  echo "log_dest file $RUN/mosquitto.log"
+} > "$RUN/mosquitto.conf"
+nohup "$BIN" -c "$RUN/mosquitto.conf" > "$RUN/mosquitto.out" 2>&1 < /dev/null &
+echo $! > "$RUN/pid"
+for _ in $(seq 1 100); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    echo "mosquitto ready on 127.0.0.1:$PORT"; exit 0
+  fi
+  kill -0 "$(cat "$RUN/pid")" 2>/dev/null || break
+  sleep 0.1
+done
+cat "$RUN/mosquitto.out" "$RUN/mosquitto.log" >&2 2>/dev/null || true
+echo "mosquitto did not start" >&2
+exit 1

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The README's test command: sets everything up on a fresh machine, starts real Kafka
+# (three brokers + one) and Mosquitto, runs formatting, lints and every test, and always
+# stops what it started.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+log() { printf '\033[1m[test]\033[0m %s\n' "$*" >&2; }
+
+deploy/setup.sh
+trap 'deploy/services.sh stop >&2 || true' EXIT
+deploy/services.sh start
+export FLOWCAST_TEST_BROKERS=127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094
+export FLOWCAST_TEST_SINGLE_BROKER=127.0.0.1:9095
+export FLOWCAST_TEST_MQTT=127.0.0.1:1883
+
+log "cargo fmt --check"
+cargo fmt --all --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+log "cargo test"
+cargo test --workspace --all-targets "$@"

@@ -1,0 +1,4 @@
+//! Subcommands of the `flowcast` binary.
+
+pub mod tail;
+pub mod topics;

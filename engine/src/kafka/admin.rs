@@ -1,0 +1,296 @@
+//! Topic administration (`flowcast topics …`) through librdkafka's admin client.
+//!
+//! Errors say whose fault they are: an unreachable cluster, a replication factor above
+//! the number of live brokers, a topic that exists or does not.
+
+use super::ClientSettings;
+use futures::executor::block_on;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::metadata::Metadata;
+use std::time::Duration;
+
+/// What can go wrong administering topics.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// No broker answered within the timeout (user: wrong address, or Kafka is down).
+    #[error(
+        "no Kafka broker reachable at {servers} within {timeout:?}: is Kafka running?"
+    )]
+    Unreachable {
+        /// The bootstrap servers tried.
+        servers: String,
+        /// How long we waited.
+        timeout: Duration,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+    /// The replication factor asked for is larger than the number of brokers.
+    #[error(
+        "replication factor {requested} for topic `{topic}` exceeds the {available} broker(s) of the cluster at {servers}"
+    )]
+    ReplicationFactorTooLarge {
+        /// Topic name.
+        topic: String,
+        /// Replication factor asked for.
+        requested: i32,
+        /// Live brokers in the cluster.
+        available: usize,
+        /// The bootstrap servers.
+        servers: String,
+    },
+    /// The topic exists already.
+    #[error("topic `{0}` already exists")]
+    TopicExists(String),
+    /// The topic does not exist.
+    #[error("topic `{0}` does not exist")]
+    UnknownTopic(String),
+    /// Invalid arguments (user).
+    #[error("invalid topic request: {0}")]
+    Invalid(String),
+    /// Any other error reported by Kafka for one topic.
+    #[error("Kafka refused the request for topic `{topic}`: {code:?}")]
+    Refused {
+        /// Topic name.
+        topic: String,
+        /// Kafka's error code.
+        code: RDKafkaErrorCode,
+    },
+    /// The client could not be created or the request failed as a whole.
+    #[error("Kafka client error: {0}")]
+    Client(#[from] KafkaError),
+}
+
+/// A topic to create.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions (≥ 1).
+    pub partitions: i32,
+    /// Replicas per partition (≥ 1, ≤ brokers).
+    pub replication_factor: i32,
+    /// Topic configs such as `retention.ms`.
+    pub configs: Vec<(String, String)>,
+}
+
+/// One partition of a described topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDescription {
+    /// Partition id.
+    pub id: i32,
+    /// Leader broker id.
+    pub leader: i32,
+    /// Broker ids of the replicas.
+    pub replicas: Vec<i32>,
+    /// Broker ids of the in-sync replicas.
+    pub isr: Vec<i32>,
+}
+
+/// A topic as the cluster's metadata shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    /// Topic name.
+    pub name: String,
+    /// Partitions in id order.
+    pub partitions: Vec<PartitionDescription>,
+}
+
+/// An admin connection to one cluster.
+pub struct TopicAdmin {
+    client: AdminClient<DefaultClientContext>,
+    servers: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for TopicAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicAdmin")
+            .field("servers", &self.servers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TopicAdmin {
+    /// Connects lazily; the first request finds out whether the cluster is reachable.
+    pub fn new(settings: &ClientSettings, timeout: Duration) -> Result<Self, AdminError> {
+        let client = settings
+            .client_config()
+            .set("socket.timeout.ms", timeout.as_millis().to_string())
+            .create()?;
+        Ok(TopicAdmin {
+            client,
+            servers: settings.bootstrap_servers.clone(),
+            timeout,
+        })
+    }
+
+    fn metadata(&self, topic: Option<&str>) -> Result<Metadata, AdminError> {
+        self.client
+            .inner()
+            .fetch_metadata(topic, self.timeout)
+            .map_err(|e| match e {
+                KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure)
+                | KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut)
+                | KafkaError::MetadataFetch(RDKafkaErrorCode::AllBrokersDown) => {
+                    AdminError::Unreachable {
+                        servers: self.servers.clone(),
+                        timeout: self.timeout,
+                        source: e,
+                    }
+                }
+                other => AdminError::Client(other),
+            })
+    }
+
+    /// Number of brokers the cluster reports.
+    pub fn broker_count(&self) -> Result<usize, AdminError> {
+        Ok(self.metadata(None)?.brokers().len())
+    }
+
+    fn options(&self) -> AdminOptions {
+        AdminOptions::new()
+            .request_timeout(Some(self.timeout))
+            .operation_timeout(Some(self.timeout))
+    }
+
+    /// Creates a topic and waits until its metadata shows every partition with a leader.
+    pub fn create(&self, spec: &TopicSpec) -> Result<(), AdminError> {
+        if spec.partitions < 1 {
+            return Err(AdminError::Invalid(format!(
+                "--partitions must be ≥ 1, got {}",
+                spec.partitions
+            )));
+        }
+        if spec.replication_factor < 1 {
+            return Err(AdminError::Invalid(format!(
+                "--replication-factor must be ≥ 1, got {}",
+                spec.replication_factor
+            )));
+        }
+        // Ask the cluster first: Kafka's own error for this case (INVALID_REPLICATION_FACTOR)
+        // does not say how many brokers there are.
+        let brokers = self.broker_count()?;
+        if spec.replication_factor as usize > brokers {
+            return Err(AdminError::ReplicationFactorTooLarge {
+                topic: spec.name.clone(),
+                requested: spec.replication_factor,
+                available: brokers,
+                servers: self.servers.clone(),
+            });
+        }
+        let mut topic = NewTopic::new(
+            &spec.name,
+            spec.partitions,
+            TopicReplication::Fixed(spec.replication_factor),
+        );
+        for (k, v) in &spec.configs {
+            topic = topic.set(k, v);
+        }
+        let results = block_on(self.client.create_topics([&topic], &self.options()))?;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                    return Err(AdminError::TopicExists(name));
+                }
+                Err((name, RDKafkaErrorCode::InvalidReplicationFactor)) => {
+                    return Err(AdminError::ReplicationFactorTooLarge {
+                        topic: name,
+                        requested: spec.replication_factor,
+                        available: brokers,
+                        servers: self.servers.clone(),
+                    });
+                }
+                Err((topic, code)) => return Err(AdminError::Refused { topic, code }),
+            }
+        }
+        self.wait_for_leaders(&spec.name, spec.partitions as usize)
+    }
+
+    fn wait_for_leaders(&self, topic: &str, partitions: usize) -> Result<(), AdminError> {
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            if let Ok(d) = self.describe(topic)
+                && d.partitions.len() == partitions
+                && d.partitions.iter().all(|p| p.leader >= 0)
+            {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(AdminError::Invalid(format!(
+                    "topic `{topic}` was created but its partitions have no leader after {:?}",
+                    self.timeout
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Names of the topics in the cluster, internal ones (`__…`) left out, sorted.
+    pub fn list(&self) -> Result<Vec<String>, AdminError> {
+        let md = self.metadata(None)?;
+        let mut names: Vec<String> = md
+            .topics()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .filter(|n| !n.starts_with("__"))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Partitions, leaders and replicas of one topic.
+    pub fn describe(&self, topic: &str) -> Result<TopicDescription, AdminError> {
+        let md = self.metadata(Some(topic))?;
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .ok_or_else(|| AdminError::UnknownTopic(topic.to_owned()))?;
+        match t.error().map(RDKafkaErrorCode::from) {
+            None => {}
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                return Err(AdminError::UnknownTopic(topic.to_owned()));
+            }
+            Some(code) => {
+                return Err(AdminError::Refused {
+                    topic: topic.to_owned(),
+                    code,
+                });
+            }
+        }
+        let mut partitions: Vec<PartitionDescription> = t
+            .partitions()
+            .iter()
+            .map(|p| PartitionDescription {
+                id: p.id(),
+                leader: p.leader(),
+                replicas: p.replicas().to_vec(),
+                isr: p.isr().to_vec(),
+            })
+            .collect();
+        partitions.sort_by_key(|p| p.id);
+        Ok(TopicDescription {
+            name: topic.to_owned(),
+            partitions,
+        })
+    }
+
+    /// Deletes a topic.
+    pub fn delete(&self, topic: &str) -> Result<(), AdminError> {
+        self.metadata(None)?;
+        let results = block_on(self.client.delete_topics(&[topic], &self.options()))?;
+        for r in results {
+            match r {
+                Ok(_) => {}
+                Err((name, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
+                    return Err(AdminError::UnknownTopic(name));
+                }
+                Err((topic, code)) => return Err(AdminError::Refused { topic, code }),
+            }
+        }
+        Ok(())
+    }
+}

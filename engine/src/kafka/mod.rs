@@ -1,0 +1,8 @@
+//! Kafka I/O of the engine: client configuration and topic administration.
+
+pub mod admin;
+pub mod config;
+pub mod partitioner;
+
+pub use admin::{AdminError, TopicAdmin, TopicDescription, TopicSpec};
+pub use config::ClientSettings;

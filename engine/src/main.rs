@@ -1,0 +1,41 @@
+//! `flowcast`: the command line of the Flowcast engine.
+
+use clap::{Parser, Subcommand};
+use flowcast_engine::cli;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flowcast",
+    version,
+    about = "Flowcast: stream processing on timely dataflow"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Administer Kafka topics.
+    Topics(cli::topics::TopicsArgs),
+    /// Print a topic's messages (partition/offset, key, value).
+    Tail(cli::tail::TailArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLOWCAST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Topics(args) => cli::topics::run(args),
+        Command::Tail(args) => cli::tail::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,12 @@
+//! Flowcast operator logic with no I/O.
+//!
+//! Everything here is plain, deterministic Rust that the engine wraps in timely operators
+//! and that the Pi ingest shares: the record contracts and their validation
+//! ([`record`]), and, with the `inference` feature, LSTM inference through LibTorch.
+//! Nothing in this crate talks to Kafka, the network or the clock.
+
+pub mod record;
+
+pub use record::{
+    ObservedValues, PredictedValues, Prediction, Reading, RejectReason, Rejection, SensorKind,
+};
