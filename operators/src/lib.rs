@@ -5,7 +5,10 @@
 //! ([`record`]), and, with the `inference` feature, LSTM inference through LibTorch.
 //! Nothing in this crate talks to Kafka, the network or the clock.
 
+pub mod event_time;
 pub mod record;
+pub mod sequence;
+pub mod window;
 
 pub use record::{
     ObservedValues, PredictedValues, Prediction, Reading, RejectReason, Rejection, SensorKind,

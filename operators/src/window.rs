@@ -1,0 +1,238 @@
+//! Tumbling event-time windows: the mean temperature and humidity of each device's
+//! readings per window.
+//!
+//! A window `[start, start + length)` fires when the watermark reaches its end. Until the
+//! watermark passes `end + allowed lateness` it is kept: a late record then updates it
+//! and the window is emitted again (a new revision). Records for windows already purged
+//! are refused as late, for the late-data side output.
+
+use crate::event_time::{EventTime, MAX_WATERMARK};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Running sums of one device's window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct Sums {
+    temperature: f64,
+    humidity: f64,
+    count: u64,
+    fired: bool,
+    revision: u32,
+}
+
+/// The result of one window of one device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowResult {
+    /// Device id.
+    pub device: String,
+    /// Window start, ms.
+    pub start: EventTime,
+    /// Window end (exclusive), ms.
+    pub end: EventTime,
+    /// Mean temperature, °C.
+    pub temperature: f64,
+    /// Mean relative humidity, %.
+    pub humidity: f64,
+    /// Number of readings.
+    pub count: u64,
+    /// 0 when the window first fires; 1, 2, … for updates by late records.
+    pub revision: u32,
+}
+
+/// What happened to an inserted record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Insert {
+    /// Added to a window that has not fired yet.
+    Added,
+    /// Added to a fired window within the allowed lateness: its new result.
+    Updated(WindowResult),
+    /// Too late: the window was purged. Goes to the late-data output.
+    Late {
+        /// End of the window the record belonged to.
+        window_end: EventTime,
+    },
+}
+
+/// Tumbling windows of every device on one worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TumblingWindows {
+    length: EventTime,
+    lateness: EventTime,
+    watermark: EventTime,
+    windows: HashMap<String, BTreeMap<EventTime, Sums>>,
+    /// Windows not fired yet, by end: what the next watermark advance may fire.
+    pending: BTreeSet<(EventTime, String)>,
+    /// Fired windows still kept for late updates, by `end + lateness`.
+    retained: BTreeSet<(EventTime, String, EventTime)>,
+}
+
+impl TumblingWindows {
+    /// Windows of `length_ms`, keeping fired windows for `lateness_ms`.
+    ///
+    /// # Panics
+    /// If `length_ms` is not positive or `lateness_ms` is negative.
+    pub fn new(length_ms: EventTime, lateness_ms: EventTime) -> Self {
+        assert!(length_ms > 0 && lateness_ms >= 0, "window length > 0, lateness ≥ 0");
+        TumblingWindows {
+            length: length_ms,
+            lateness: lateness_ms,
+            watermark: i64::MIN,
+            windows: HashMap::new(),
+            pending: BTreeSet::new(),
+            retained: BTreeSet::new(),
+        }
+    }
+
+    /// Start of the window holding event time `t`.
+    pub fn window_start(&self, t: EventTime) -> EventTime {
+        t.div_euclid(self.length) * self.length
+    }
+
+    /// The watermark the windows have been advanced to.
+    pub fn watermark(&self) -> EventTime {
+        self.watermark
+    }
+
+    /// Number of devices with open or retained windows.
+    pub fn devices(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Adds one reading.
+    pub fn insert(&mut self, device: &str, t: EventTime, temperature: f64, humidity: f64) -> Insert {
+        let start = self.window_start(t);
+        let end = start.saturating_add(self.length);
+        if end.saturating_add(self.lateness) <= self.watermark {
+            return Insert::Late { window_end: end };
+        }
+        let per_device = match self.windows.get_mut(device) {
+            Some(w) => w,
+            None => self.windows.entry(device.to_owned()).or_default(),
+        };
+        let sums = per_device.entry(start).or_default();
+        sums.temperature += temperature;
+        sums.humidity += humidity;
+        sums.count += 1;
+        if sums.fired {
+            sums.revision += 1;
+            let s = *sums;
+            Insert::Updated(result(device, start, end, &s))
+        } else if end <= self.watermark {
+            // The first record of a window whose end the watermark has already passed
+            // (within the allowed lateness): it fires at once, as Flink's event-time
+            // trigger does.
+            sums.fired = true;
+            let s = *sums;
+            self.retained.insert((end.saturating_add(self.lateness), device.to_owned(), start));
+            Insert::Updated(result(device, start, end, &s))
+        } else {
+            if sums.count == 1 {
+                self.pending.insert((end, device.to_owned()));
+            }
+            Insert::Added
+        }
+    }
+
+    /// Advances the watermark: returns the windows that fire, ordered by (end, device),
+    /// and purges windows whose allowed lateness has passed.
+    pub fn advance(&mut self, watermark: EventTime, fired: &mut Vec<WindowResult>) {
+        if watermark <= self.watermark {
+            return;
+        }
+        self.watermark = watermark;
+        while let Some((end, _)) = self.pending.first() {
+            if *end > watermark {
+                break;
+            }
+            let Some((end, device)) = self.pending.pop_first() else { break };
+            let start = end - self.length;
+            if let Some(s) = self.windows.get_mut(&device).and_then(|w| w.get_mut(&start)) {
+                s.fired = true;
+                fired.push(result(&device, start, end, s));
+            }
+            let purge_at = if watermark == MAX_WATERMARK { end } else { end.saturating_add(self.lateness) };
+            self.retained.insert((purge_at, device, start));
+        }
+        while let Some((purge_at, _, _)) = self.retained.first() {
+            if *purge_at > watermark && watermark != MAX_WATERMARK {
+                break;
+            }
+            let Some((_, device, start)) = self.retained.pop_first() else { break };
+            if let Some(w) = self.windows.get_mut(&device) {
+                w.remove(&start);
+                if w.is_empty() {
+                    self.windows.remove(&device);
+                }
+            }
+        }
+    }
+}
+
+fn result(device: &str, start: EventTime, end: EventTime, s: &Sums) -> WindowResult {
+    let n = s.count as f64;
+    WindowResult {
+        device: device.to_owned(),
+        start,
+        end,
+        temperature: s.temperature / n,
+        humidity: s.humidity / n,
+        count: s.count,
+        revision: s.revision,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: EventTime = 60_000;
+
+    #[test]
+    fn fires_means_when_watermark_reaches_the_end() {
+        let mut w = TumblingWindows::new(30 * MIN, 0);
+        assert_eq!(w.insert("a", 0, 20.0, 40.0), Insert::Added);
+        assert_eq!(w.insert("a", 29 * MIN, 22.0, 50.0), Insert::Added);
+        assert_eq!(w.insert("a", 30 * MIN, 30.0, 60.0), Insert::Added);
+        assert_eq!(w.insert("b", 10 * MIN, 10.0, 30.0), Insert::Added);
+        let mut out = Vec::new();
+        w.advance(30 * MIN - 1, &mut out);
+        assert!(out.is_empty());
+        w.advance(30 * MIN, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].device.as_str(), out[0].temperature, out[0].humidity, out[0].count), ("a", 21.0, 45.0, 2));
+        assert_eq!((out[1].device.as_str(), out[1].count), ("b", 1));
+        // The second window of `a` is still open.
+        out.clear();
+        w.advance(60 * MIN, &mut out);
+        assert_eq!((out[0].start, out[0].temperature), (30 * MIN, 30.0));
+    }
+
+    #[test]
+    fn late_records_update_within_lateness_and_are_refused_after() {
+        let mut w = TumblingWindows::new(30 * MIN, 10 * MIN);
+        w.insert("a", MIN, 20.0, 40.0);
+        let mut out = Vec::new();
+        w.advance(35 * MIN, &mut out);
+        assert_eq!(out.len(), 1);
+        match w.insert("a", 2 * MIN, 22.0, 42.0) {
+            Insert::Updated(r) => assert_eq!((r.temperature, r.count, r.revision), (21.0, 2, 1)),
+            other => panic!("expected an update, got {other:?}"),
+        }
+        // A window with no data yet, within lateness: fires at once.
+        match w.insert("b", 3 * MIN, 22.0, 42.0) {
+            Insert::Updated(r) => assert_eq!((r.start, r.count, r.revision), (0, 1, 0)),
+            other => panic!("expected an immediate firing, got {other:?}"),
+        }
+        w.advance(40 * MIN, &mut out);
+        assert_eq!(w.insert("a", 3 * MIN, 22.0, 42.0), Insert::Late { window_end: 30 * MIN });
+
+        w.advance(50 * MIN, &mut out);
+        assert_eq!(w.devices(), 0, "purged state is freed");
+    }
+
+    #[test]
+    fn negative_times_floor_to_their_window() {
+        let w = TumblingWindows::new(30 * MIN, 0);
+        assert_eq!(w.window_start(-1), -30 * MIN);
+    }
+}
