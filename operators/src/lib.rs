@@ -6,6 +6,8 @@
 //! Nothing in this crate talks to Kafka, the network or the clock.
 
 pub mod event_time;
+#[cfg(feature = "inference")]
+pub mod inference;
 pub mod record;
 pub mod sequence;
 pub mod window;

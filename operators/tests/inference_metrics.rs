@@ -1,0 +1,335 @@
+//! Recomputes the test metrics of the committed model and of its baselines from the real data
+//! (UCI Appliances Energy, Candanedo et al. 2017, CC BY 4.0) with the resampling and split of
+//! `models/train.py`, and checks the acceptance criteria of the model card: test MAE at most
+//! 0.9 × persistence and no worse than the tuned ridge, for temperature and for humidity.
+//!
+//! The data file is found through `FLOWCAST_DATA`, else `$FLOWCAST_CACHE/data/` or
+//! `~/.cache/flowcast/data/` (`deploy/data/fetch.sh` puts it there).
+
+use flowcast_operators::inference::{
+    ErrorMetrics, Forecaster, LinearBaseline, ModelMetadata, TargetMetrics,
+};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+/// Windows in 24 h: the seasonal-naive baseline's lag.
+const SEASON: usize = 48;
+/// The model runs in float32 and LibTorch may order a batch's sums differently from PyTorch.
+const MODEL_TOLERANCE: f64 = 1e-5;
+/// Baselines are float64 except for the float32 (de)normalisation.
+const BASELINE_TOLERANCE: f64 = 1e-7;
+
+fn metadata_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/dht11_lstm.json")
+}
+
+fn data_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("FLOWCAST_DATA") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var_os("FLOWCAST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/flowcast")
+        });
+    cache.join("data/minute_energy_appliance.csv.xz")
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `2016-01-11 17:00:00`, read as UTC, in Unix seconds.
+fn parse_time(s: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| -> i64 { s[r].parse().expect("date digits") };
+    days_from_civil(n(0..4), n(5..7), n(8..10)) * 86_400
+        + n(11..13) * 3600
+        + n(14..16) * 60
+        + n(17..19)
+}
+
+/// Window start times and `[series][window] = [temperature, humidity]` window means.
+struct Windows {
+    times: Vec<i64>,
+    values: Vec<Vec<[f64; 2]>>,
+}
+
+fn load_windows(path: &Path, meta: &ModelMetadata) -> Windows {
+    let data = meta.data.as_ref().expect("metadata describes its data");
+    let bytes = std::fs::read(path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the data {} ({e}): run deploy/data/fetch.sh",
+            path.display()
+        )
+    });
+    let sha: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        sha,
+        data.sha256,
+        "{} is not the data the model was evaluated on",
+        path.display()
+    );
+
+    let mut lines = BufReader::new(xz2::read::XzDecoder::new(&bytes[..])).lines();
+    let split = |line: &str| -> Vec<String> {
+        line.split(',')
+            .map(|f| f.trim().trim_matches('"').trim().to_owned())
+            .collect()
+    };
+    let header = split(&lines.next().expect("header").expect("utf-8"));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .expect("column exists")
+    };
+    let cols: Vec<[usize; 2]> = data.columns.iter().map(|[t, h]| [col(t), col(h)]).collect();
+    let window = meta.window_seconds as i64;
+    let per_window = meta.window_seconds / data.sample_seconds;
+    let mut acc: BTreeMap<i64, (Vec<[f64; 2]>, u64)> = BTreeMap::new();
+    for line in lines {
+        let fields = split(&line.expect("utf-8"));
+        let ts = parse_time(&fields[0]);
+        let entry = acc
+            .entry(ts - ts.rem_euclid(window))
+            .or_insert_with(|| (vec![[0.0; 2]; cols.len()], 0));
+        for (sum, [t, h]) in entry.0.iter_mut().zip(&cols) {
+            sum[0] += fields[*t].parse::<f64>().expect("temperature");
+            sum[1] += fields[*h].parse::<f64>().expect("humidity");
+        }
+        entry.1 += 1;
+    }
+    let full: Vec<_> = acc
+        .into_iter()
+        .filter(|(_, (_, c))| *c == per_window)
+        .collect();
+    let times = full.iter().map(|(w, _)| *w).collect();
+    let values = (0..cols.len())
+        .map(|s| {
+            full.iter()
+                .map(|(_, (sums, c))| [sums[s][0] / *c as f64, sums[s][1] / *c as f64])
+                .collect()
+        })
+        .collect();
+    Windows { times, values }
+}
+
+/// Running MAE / RMSE of one forecaster.
+#[derive(Default)]
+struct Errors {
+    abs: [f64; 2],
+    sq: [f64; 2],
+    n: usize,
+}
+
+impl Errors {
+    fn add(&mut self, pred: [f64; 2], target: [f64; 2]) {
+        for i in 0..2 {
+            let e = pred[i] - target[i];
+            self.abs[i] += e.abs();
+            self.sq[i] += e * e;
+        }
+        self.n += 1;
+    }
+
+    fn metrics(&self) -> TargetMetrics {
+        let m = |i: usize| ErrorMetrics {
+            mae: self.abs[i] / self.n as f64,
+            rmse: (self.sq[i] / self.n as f64).sqrt(),
+        };
+        TargetMetrics {
+            temperature: m(0),
+            humidity: m(1),
+        }
+    }
+}
+
+/// The float32 normalisation of `train.py`'s `Norm`.
+struct Norm {
+    mean: [f32; 2],
+    std: [f32; 2],
+}
+
+impl Norm {
+    fn fwd(&self, x: [f64; 2]) -> [f64; 2] {
+        [0, 1].map(|i| ((x[i] as f32 - self.mean[i]) / self.std[i]) as f64)
+    }
+
+    fn inv(&self, y: [f64; 2]) -> [f64; 2] {
+        [0, 1].map(|i| (y[i] as f32 * self.std[i] + self.mean[i]) as f64)
+    }
+}
+
+fn linear_predict(b: &LinearBaseline, norm: &Norm, seq: &[[f64; 2]]) -> [f64; 2] {
+    let xn: Vec<[f64; 2]> = seq[seq.len() - b.lags..]
+        .iter()
+        .map(|&x| norm.fwd(x))
+        .collect();
+    let last = xn[xn.len() - 1];
+    let mut yn = [last[0] + b.intercept[0], last[1] + b.intercept[1]];
+    for (feature, weights) in xn.iter().flatten().zip(&b.coef) {
+        yn[0] += feature * weights[0];
+        yn[1] += feature * weights[1];
+    }
+    norm.inv(yn)
+}
+
+fn assert_close(what: &str, got: &TargetMetrics, want: &TargetMetrics, tolerance: f64) {
+    for (feature, g, w) in [
+        ("temperature", got.temperature, want.temperature),
+        ("humidity", got.humidity, want.humidity),
+    ] {
+        for (name, a, b) in [("MAE", g.mae, w.mae), ("RMSE", g.rmse, w.rmse)] {
+            assert!(
+                (a - b).abs() <= tolerance,
+                "{what} {feature} {name}: recomputed {a} but the metadata says {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn test_metrics_reproduce_from_the_artifact_and_the_real_data_and_meet_acceptance() {
+    let forecaster = Forecaster::open(metadata_path()).expect("committed model loads");
+    let meta = forecaster.metadata().clone();
+    let split = meta.split.clone().expect("metadata has the split");
+    let recorded = &meta.metrics.as_ref().expect("metadata has metrics").test;
+    let windows = load_windows(&data_path(), &meta);
+    let norm = Norm {
+        mean: [
+            meta.normalisation.mean[0] as f32,
+            meta.normalisation.mean[1] as f32,
+        ],
+        std: [
+            meta.normalisation.std[0] as f32,
+            meta.normalisation.std[1] as f32,
+        ],
+    };
+    let linear: BTreeMap<&str, LinearBaseline> = ["ridge", "linear_l1"]
+        .into_iter()
+        .filter_map(|name| Some((name, meta.linear_baseline(name)?.expect("baseline parses"))))
+        .collect();
+    assert!(
+        linear.contains_key("ridge"),
+        "the ridge baseline is in the metadata"
+    );
+
+    let seq_len = forecaster.sequence_length();
+    let span = seq_len as i64 * meta.window_seconds as i64;
+    let targets: Vec<usize> = (seq_len..windows.times.len())
+        .filter(|&t| {
+            let start = windows.times[t];
+            (split.test_start..split.end).contains(&start)
+                && start - windows.times[t - seq_len] == span
+        })
+        .collect();
+
+    let mut errors: BTreeMap<&str, Errors> = BTreeMap::new();
+    for series in &windows.values {
+        let inputs: Vec<Vec<[f32; 2]>> = targets
+            .iter()
+            .map(|&t| {
+                series[t - seq_len..t]
+                    .iter()
+                    .map(|v| v.map(|x| x as f32))
+                    .collect()
+            })
+            .collect();
+        let mut forecasts = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(1024) {
+            forecaster
+                .forecast_into(chunk, &mut forecasts)
+                .expect("forecast");
+        }
+        for (&t, forecast) in targets.iter().zip(&forecasts) {
+            let (seq, target) = (&series[t - seq_len..t], series[t]);
+            errors
+                .entry("model")
+                .or_default()
+                .add(forecast.map(f64::from), target);
+            errors
+                .entry("persistence")
+                .or_default()
+                .add(seq[seq_len - 1], target);
+            errors
+                .entry("seasonal_naive")
+                .or_default()
+                .add(seq[seq_len - SEASON], target);
+            for (name, b) in &linear {
+                errors
+                    .entry(name)
+                    .or_default()
+                    .add(linear_predict(b, &norm, seq), target);
+            }
+        }
+    }
+
+    let n = errors["model"].n;
+    if let Some(&want) = split.samples.get("test") {
+        assert_eq!(n, want, "test samples");
+    }
+    println!("test metrics recomputed on {n} samples (MAE / RMSE):");
+    let got: BTreeMap<&str, TargetMetrics> = errors
+        .iter()
+        .map(|(name, e)| (*name, e.metrics()))
+        .collect();
+    for (name, m) in &got {
+        println!(
+            "  {name:15} temperature {:.4} / {:.4} °C   humidity {:.4} / {:.4} %RH",
+            m.temperature.mae, m.temperature.rmse, m.humidity.mae, m.humidity.rmse
+        );
+        let tolerance = if *name == "model" {
+            MODEL_TOLERANCE
+        } else {
+            BASELINE_TOLERANCE
+        };
+        assert_close(name, m, &recorded[*name], tolerance);
+    }
+
+    let (model, persistence, ridge) = (got["model"], got["persistence"], got["ridge"]);
+    for (feature, m, p, r) in [
+        (
+            "temperature",
+            model.temperature,
+            persistence.temperature,
+            ridge.temperature,
+        ),
+        (
+            "humidity",
+            model.humidity,
+            persistence.humidity,
+            ridge.humidity,
+        ),
+    ] {
+        assert!(
+            m.mae <= 0.9 * p.mae,
+            "{feature}: model MAE {} > 0.9 × persistence {}",
+            m.mae,
+            p.mae
+        );
+        assert!(
+            m.mae <= r.mae,
+            "{feature}: model MAE {} > ridge {}",
+            m.mae,
+            r.mae
+        );
+    }
+}
+
+#[test]
+fn dates_convert_to_unix_seconds() {
+    assert_eq!(parse_time("1970-01-01 00:00:00"), 0);
+    assert_eq!(parse_time("2016-01-11 17:00:00"), 1_452_531_600);
+    assert_eq!(parse_time("2016-02-29 23:59:59"), 1_456_790_399);
+}
