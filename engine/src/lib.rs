@@ -2,4 +2,9 @@
 //! and the pieces behind the `flowcast` command line.
 
 pub mod cli;
+pub mod dataflow;
+pub mod job;
 pub mod kafka;
+pub mod metrics;
+pub mod model;
+pub mod runtime;

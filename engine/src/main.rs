@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Administer Kafka topics.
     Topics(cli::topics::TopicsArgs),
+    /// Run a job (see jobs/dht11-forecast.toml).
+    Run(cli::run::RunArgs),
     /// Print a topic's messages (partition/offset, key, value).
     Tail(cli::tail::TailArgs),
 }
@@ -33,6 +35,7 @@ fn main() {
     let result = match Cli::parse().command {
         Command::Topics(args) => cli::topics::run(args),
         Command::Tail(args) => cli::tail::run(args),
+        Command::Run(args) => cli::run::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -77,6 +77,17 @@ impl PartitionClock {
         self.last_record_at_ms = now_ms;
     }
 
+    /// Notes a record without a usable event time (refused by validation): the partition
+    /// is alive, so it is not idle, but its watermark does not move.
+    pub fn touch(&mut self, now_ms: u64) {
+        self.last_record_at_ms = now_ms;
+    }
+
+    /// Whether the partition has ended.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// Marks the partition ended.
     pub fn finish(&mut self) {
         self.finished = true;
@@ -120,7 +131,9 @@ impl JobWatermark {
     /// Tracks partitions `0..partitions`.
     pub fn new(partitions: i32) -> Self {
         JobWatermark {
-            partitions: (0..partitions).map(|p| (p, MarkState::Watermark(MIN_WATERMARK))).collect(),
+            partitions: (0..partitions)
+                .map(|p| (p, MarkState::Watermark(MIN_WATERMARK)))
+                .collect(),
             current: MIN_WATERMARK,
         }
     }

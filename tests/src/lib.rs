@@ -1,11 +1,16 @@
-//! Helpers shared by Flowcast's integration tests: where the real services are, and
-//! fresh, uniquely named topics so tests never see each other's data.
+//! Helpers shared by Flowcast's integration tests: where the real services are, fresh,
+//! uniquely named topics so tests never see each other's data, the real data set, and a
+//! reference implementation of the forecast pipeline.
 //!
 //! The brokers come from one environment variable each, with loopback defaults that
 //! match what `deploy/test.sh` starts:
 //! - `FLOWCAST_TEST_BROKERS` (default `127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094`):
 //!   the three-broker KRaft cluster, the reference deployment.
 //! - `FLOWCAST_TEST_SINGLE_BROKER` (default `127.0.0.1:9095`): a one-broker cluster.
+
+pub mod data;
+pub mod kafka;
+pub mod reference;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -1,4 +1,5 @@
 //! Subcommands of the `flowcast` binary.
 
+pub mod run;
 pub mod tail;
 pub mod topics;

@@ -15,9 +15,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// No broker answered within the timeout (user: wrong address, or Kafka is down).
-    #[error(
-        "no Kafka broker reachable at {servers} within {timeout:?}: is Kafka running?"
-    )]
+    #[error("no Kafka broker reachable at {servers} within {timeout:?}: is Kafka running?")]
     Unreachable {
         /// The bootstrap servers tried.
         servers: String,

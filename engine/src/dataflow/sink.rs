@@ -1,0 +1,323 @@
+//! Sinks: Kafka (predictions, dead letters, late records, window results) and stdout.
+//!
+//! The Kafka sink never drops: the producer is idempotent with `acks=all` and an unbounded
+//! delivery timeout, so librdkafka retries with backoff while the cluster is away; a full
+//! local queue blocks the worker (backpressure) instead of discarding. A delivery that
+//! fails for good (e.g. the topic is not authorised) fails the job, loudly. When the input
+//! ends, the sink flushes before the job returns.
+//!
+//! Exactly-once (one transaction per epoch) comes with checkpoints; the epoch frontier this
+//! sink sees is where those commits will go.
+
+use super::{DeadLetter, Epoch, LateRecord};
+use crate::kafka::ClientSettings;
+use crate::metrics;
+use flowcast_operators::Prediction;
+use flowcast_operators::event_time::to_secs;
+use flowcast_operators::sequence::Sequence;
+use flowcast_operators::window::WindowResult;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::Operator;
+
+/// How a record is written to Kafka.
+pub trait KafkaRecord {
+    /// Message key.
+    fn key(&self) -> Option<&[u8]>;
+    /// Message value.
+    fn value(&self) -> Vec<u8>;
+    /// Message headers.
+    fn headers(&self) -> Option<OwnedHeaders> {
+        None
+    }
+}
+
+impl KafkaRecord for Prediction {
+    fn key(&self) -> Option<&[u8]> {
+        Some(self.device.as_bytes())
+    }
+    fn value(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl KafkaRecord for WindowResult {
+    fn key(&self) -> Option<&[u8]> {
+        Some(self.device.as_bytes())
+    }
+    fn value(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "device": self.device,
+            "window_start": to_secs(self.start),
+            "window_end": to_secs(self.end),
+            "temperature": self.temperature,
+            "humidity": self.humidity,
+            "count": self.count,
+            "revision": self.revision,
+        }))
+        .unwrap_or_default()
+    }
+}
+
+/// A full sequence without a model (the streaming part alone, for benchmarks): the newest
+/// window's means and the mean of the whole sequence.
+impl KafkaRecord for Sequence {
+    fn key(&self) -> Option<&[u8]> {
+        Some(self.device.as_bytes())
+    }
+    fn value(&self) -> Vec<u8> {
+        let n = self.values.len().max(1) as f64;
+        let (t, h) = self.values.iter().fold((0.0, 0.0), |(t, h), v| {
+            (t + f64::from(v[0]), h + f64::from(v[1]))
+        });
+        serde_json::to_vec(&serde_json::json!({
+            "device": self.device,
+            "window_start": to_secs(self.window_start),
+            "window_end": to_secs(self.window_end),
+            "temperature": self.observed[0],
+            "humidity": self.observed[1],
+            "sequence_mean_temperature": t / n,
+            "sequence_mean_humidity": h / n,
+        }))
+        .unwrap_or_default()
+    }
+}
+
+fn header(h: OwnedHeaders, key: &str, value: &str) -> OwnedHeaders {
+    h.insert(Header {
+        key,
+        value: Some(value),
+    })
+}
+
+/// Dead letters keep the original key and bytes as the message; the reason and origin
+/// ride in headers (`flowcast.reason`, `flowcast.detail`, `flowcast.topic`,
+/// `flowcast.partition`, `flowcast.offset`), as Kafka Connect's dead-letter queues do.
+impl KafkaRecord for DeadLetter {
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    fn value(&self) -> Vec<u8> {
+        self.payload.clone()
+    }
+    fn headers(&self) -> Option<OwnedHeaders> {
+        let h = header(
+            OwnedHeaders::new_with_capacity(5),
+            "flowcast.reason",
+            self.reason,
+        );
+        let h = header(h, "flowcast.detail", &self.detail);
+        let h = header(h, "flowcast.topic", &self.topic);
+        let h = header(h, "flowcast.partition", &self.partition.to_string());
+        Some(header(h, "flowcast.offset", &self.offset.to_string()))
+    }
+}
+
+/// Late records carry the reading as JSON and their origin, window and watermark in headers.
+impl KafkaRecord for LateRecord {
+    fn key(&self) -> Option<&[u8]> {
+        Some(self.record.reading.device.as_bytes())
+    }
+    fn value(&self) -> Vec<u8> {
+        self.record.reading.to_json()
+    }
+    fn headers(&self) -> Option<OwnedHeaders> {
+        let h = header(
+            OwnedHeaders::new_with_capacity(4),
+            "flowcast.partition",
+            &self.record.partition.to_string(),
+        );
+        let h = header(h, "flowcast.offset", &self.record.offset.to_string());
+        let h = header(
+            h,
+            "flowcast.window-end",
+            &to_secs(self.window_end).to_string(),
+        );
+        Some(header(
+            h,
+            "flowcast.watermark",
+            &to_secs(self.watermark).to_string(),
+        ))
+    }
+}
+
+/// Counts deliveries and remembers a permanent failure.
+struct SinkContext {
+    delivered: metrics::Counter,
+    failed: metrics::Counter,
+    failure: Arc<Mutex<Option<String>>>,
+    topic: String,
+}
+
+impl ClientContext for SinkContext {}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.delivered.inc(),
+            Err((e, m)) => {
+                self.failed.inc();
+                let msg = format!(
+                    "delivery to {} partition {} failed for good: {e}",
+                    self.topic,
+                    m.partition()
+                );
+                tracing::error!("{msg}");
+                self.failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(msg);
+            }
+        }
+    }
+}
+
+/// Writes a stream to a Kafka topic.
+pub trait KafkaSink {
+    /// Produces every record to `topic`; flushes when the stream ends. A permanent delivery
+    /// failure is stored in `failure`.
+    fn kafka_sink(
+        self,
+        job: &str,
+        settings: &ClientSettings,
+        topic: &str,
+        failure: Arc<Mutex<Option<String>>>,
+    );
+}
+
+impl<D: KafkaRecord + 'static> KafkaSink for StreamVec<'_, Epoch, D> {
+    fn kafka_sink(
+        self,
+        job: &str,
+        settings: &ClientSettings,
+        topic: &str,
+        failure: Arc<Mutex<Option<String>>>,
+    ) {
+        let index = self.scope().index().to_string();
+        let labels = [("job", job), ("topic", topic), ("worker", index.as_str())];
+        let ctx = SinkContext {
+            delivered: metrics::counter(
+                "flowcast_sink_delivered_total",
+                "Records acknowledged by Kafka",
+                &labels,
+            ),
+            failed: metrics::counter(
+                "flowcast_sink_failed_total",
+                "Records Kafka refused for good",
+                &labels,
+            ),
+            failure: Arc::clone(&failure),
+            topic: topic.to_owned(),
+        };
+        let queue_full = metrics::counter(
+            "flowcast_sink_backpressure_total",
+            "Sends that waited for room",
+            &labels,
+        );
+        let producer: Result<ThreadedProducer<SinkContext>, KafkaError> = settings
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", "0")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("partitioner", "murmur2_random")
+            .set("client.id", format!("flowcast-{job}-sink"))
+            .create_with_context(ctx);
+        let producer = match producer {
+            Ok(p) => Some(p),
+            Err(e) => {
+                failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(format!("cannot create a producer for {topic}: {e}"));
+                None
+            }
+        };
+        let topic = topic.to_owned();
+        let mut flushed = false;
+        self.sink(
+            Pipeline,
+            &format!("KafkaSink({topic})"),
+            move |(input, frontier)| {
+                input.for_each(|_cap, data| {
+                    let Some(producer) = &producer else {
+                        data.clear();
+                        return;
+                    };
+                    for rec in data.drain(..) {
+                        let value = rec.value();
+                        let mut record: BaseRecord<'_, [u8], [u8]> =
+                            BaseRecord::to(&topic).payload(&value);
+                        if let Some(k) = rec.key() {
+                            record = record.key(k);
+                        }
+                        if let Some(h) = rec.headers() {
+                            record = record.headers(h);
+                        }
+                        loop {
+                            match producer.send(record) {
+                                Ok(()) => break,
+                                Err((
+                                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                                    back,
+                                )) => {
+                                    queue_full.inc();
+                                    record = back;
+                                    std::thread::sleep(Duration::from_millis(1));
+                                }
+                                Err((e, _)) => {
+                                    let msg = format!("cannot produce to {topic}: {e}");
+                                    tracing::error!("{msg}");
+                                    failure
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .get_or_insert(msg);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+                if frontier.is_empty() && !flushed {
+                    flushed = true;
+                    if let Some(p) = &producer
+                        && let Err(e) = p.flush(rdkafka::util::Timeout::Never)
+                    {
+                        failure
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(format!("flush of {topic} failed: {e}"));
+                    }
+                }
+            },
+        );
+    }
+}
+
+/// Prints predictions as JSON lines.
+pub trait StdoutSink {
+    /// Prints each record on its own line.
+    fn stdout_sink(self);
+}
+
+impl StdoutSink for StreamVec<'_, Epoch, Prediction> {
+    fn stdout_sink(self) {
+        self.sink(Pipeline, "StdoutSink", |(input, _frontier)| {
+            input.for_each(|_cap, data| {
+                for p in data.drain(..) {
+                    if let Ok(line) = serde_json::to_string(&p) {
+                        println!("{line}");
+                    }
+                }
+            });
+        });
+    }
+}

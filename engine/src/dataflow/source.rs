@@ -1,0 +1,452 @@
+//! The Kafka source: each worker reads the partitions `p` with `p mod workers == index`
+//! (a direct stream, no consumer group), tracks offsets itself, decodes and validates
+//! records, and announces each partition's watermark.
+//!
+//! A consumer thread per worker blocks in librdkafka's poll, copies each batch into one
+//! buffer and wakes the operator through a [`SyncActivator`]; the worker parks in between
+//! instead of spinning. The operator holds a capability for the current epoch and advances
+//! it every `epoch_interval`.
+
+use super::{DeadLetter, Epoch, PartitionMark, SourcedReading};
+use crate::kafka::ClientSettings;
+use crate::metrics;
+use flowcast_operators::event_time::{self, PartitionClock};
+use flowcast_operators::{Reading, SensorKind};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{SyncSender, TryRecvError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, StreamVec};
+use timely::scheduling::SyncActivator;
+
+/// What the source emits; [`split`](super::source::split) separates the three kinds.
+#[derive(Debug, Clone)]
+pub enum SourceEvent {
+    /// A valid reading.
+    Reading(SourcedReading),
+    /// A refused record.
+    Dead(DeadLetter),
+    /// A partition's watermark state changed.
+    Mark(PartitionMark),
+}
+
+/// Where the source starts and whether it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bounds {
+    /// From the earliest offsets, forever.
+    EarliestUnbounded,
+    /// From the end at start-up, forever.
+    LatestUnbounded,
+    /// From the earliest offsets to the end offsets seen at start-up.
+    EarliestBounded,
+}
+
+/// Settings of one Kafka source.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    /// Job name (metrics label, client id).
+    pub job: String,
+    /// Cluster connection.
+    pub settings: ClientSettings,
+    /// Topic.
+    pub topic: String,
+    /// Number of partitions of the topic.
+    pub partitions: i32,
+    /// Start and stop.
+    pub bounds: Bounds,
+    /// Valid ranges.
+    pub sensor: SensorKind,
+    /// Allowed out-of-orderness, ms.
+    pub out_of_orderness_ms: i64,
+    /// Idle timeout, ms.
+    pub idle_timeout_ms: u64,
+    /// How often the epoch advances.
+    pub epoch_interval: Duration,
+    /// Set to stop an unbounded source (cancel).
+    pub shutdown: Arc<AtomicBool>,
+    /// The first fatal error of the job, if any.
+    pub failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Messages of one poll round, copied into one buffer: no allocation per record.
+#[derive(Debug, Default)]
+struct RawBatch {
+    bytes: Vec<u8>,
+    msgs: Vec<RawMsg>,
+}
+
+#[derive(Debug)]
+struct RawMsg {
+    partition: i32,
+    offset: i64,
+    key: Option<Range<usize>>,
+    payload: Range<usize>,
+}
+
+#[derive(Debug)]
+enum Feed {
+    Batch(RawBatch),
+    End(i32),
+    Error(String),
+}
+
+const MAX_BATCH: usize = 8192;
+const TICK: Duration = Duration::from_millis(50);
+
+/// Builds the source operator on `scope`.
+pub fn kafka_source<'s>(
+    scope: Scope<'s, Epoch>,
+    cfg: KafkaSourceConfig,
+) -> StreamVec<'s, Epoch, SourceEvent> {
+    let index = scope.index();
+    let peers = scope.peers();
+    let worker = scope.worker();
+    source(
+        scope,
+        &format!("KafkaSource({})", cfg.topic),
+        move |cap, info| {
+            let mine: Vec<i32> = (0..cfg.partitions)
+                .filter(|p| (*p as usize) % peers == index)
+                .collect();
+            let activator = worker.sync_activator_for(info.address.to_vec());
+            let started = Instant::now();
+            let mut clocks: BTreeMap<i32, PartitionClock> = mine
+                .iter()
+                .map(|p| {
+                    (
+                        *p,
+                        PartitionClock::new(cfg.out_of_orderness_ms, cfg.idle_timeout_ms, 0),
+                    )
+                })
+                .collect();
+            let (rx, consumer_thread) = if mine.is_empty() {
+                (None, None)
+            } else {
+                let (tx, rx) = sync_channel(4);
+                let handle = spawn_consumer(&cfg, mine.clone(), tx, activator, index);
+                (Some(rx), Some(handle))
+            };
+            let bounded = cfg.bounds == Bounds::EarliestBounded;
+            let worker_label = index.to_string();
+            let labels = |p: i32| -> Vec<(&'static str, String)> {
+                vec![
+                    ("job", cfg.job.clone()),
+                    ("worker", worker_label.clone()),
+                    ("partition", p.to_string()),
+                ]
+            };
+            let records_in: BTreeMap<i32, metrics::Counter> = mine
+                .iter()
+                .map(|p| {
+                    let l = labels(*p);
+                    let l: Vec<(&'static str, &str)> =
+                        l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    (
+                        *p,
+                        metrics::counter(
+                            "flowcast_source_records_total",
+                            "Records read from Kafka",
+                            &l,
+                        ),
+                    )
+                })
+                .collect();
+            let dead_counters: Vec<(&'static str, metrics::Counter)> =
+                flowcast_operators::RejectReason::ALL
+                    .iter()
+                    .map(|r| {
+                        let c = metrics::counter(
+                            "flowcast_dead_letter_records_total",
+                            "Records refused by validation, by reason",
+                            &[("job", &cfg.job), ("reason", r.as_str())],
+                        );
+                        (r.as_str(), c)
+                    })
+                    .collect();
+            let mut cap = Some(cap);
+            let mut epoch_started = Instant::now();
+            let mut consumer_thread = consumer_thread;
+            let cfg = cfg.clone();
+            move |output| {
+                let Some(c) = cap.as_mut() else { return };
+                let now_ms = started.elapsed().as_millis() as u64;
+                let mut session = output.session(c);
+                let mut disconnected = false;
+                if let Some(rx) = &rx {
+                    loop {
+                        match rx.try_recv() {
+                            Ok(Feed::Batch(batch)) => {
+                                let mut per_partition: BTreeMap<i32, u64> = BTreeMap::new();
+                                for m in &batch.msgs {
+                                    *per_partition.entry(m.partition).or_default() += 1;
+                                    let key = m.key.clone().map(|r| &batch.bytes[r]);
+                                    let payload = &batch.bytes[m.payload.clone()];
+                                    match Reading::parse(key, payload, cfg.sensor) {
+                                        Ok(reading) => {
+                                            let t = event_time::from_secs(reading.time);
+                                            if let Some(clock) = clocks.get_mut(&m.partition) {
+                                                clock.observe(t, now_ms);
+                                            }
+                                            session.give(SourceEvent::Reading(SourcedReading {
+                                                reading,
+                                                event_time: t,
+                                                partition: m.partition,
+                                                offset: m.offset,
+                                            }));
+                                        }
+                                        Err(rej) => {
+                                            if let Some((_, c)) = dead_counters
+                                                .iter()
+                                                .find(|(r, _)| *r == rej.reason.as_str())
+                                            {
+                                                c.inc();
+                                            }
+                                            if let Some(clock) = clocks.get_mut(&m.partition) {
+                                                clock.touch(now_ms);
+                                            }
+                                            session.give(SourceEvent::Dead(DeadLetter {
+                                                topic: cfg.topic.clone(),
+                                                partition: m.partition,
+                                                offset: m.offset,
+                                                key: key.map(<[u8]>::to_vec),
+                                                payload: payload.to_vec(),
+                                                reason: rej.reason.as_str(),
+                                                detail: rej.detail,
+                                            }));
+                                        }
+                                    }
+                                }
+                                for (p, n) in per_partition {
+                                    if let Some(c) = records_in.get(&p) {
+                                        c.add(n);
+                                    }
+                                }
+                            }
+                            Ok(Feed::End(p)) => {
+                                if let Some(clock) = clocks.get_mut(&p) {
+                                    clock.finish();
+                                }
+                            }
+                            Ok(Feed::Error(e)) => {
+                                tracing::error!(job = %cfg.job, worker = index, "Kafka source failed: {e}");
+                                let mut f = cfg.failure.lock().unwrap_or_else(|p| p.into_inner());
+                                f.get_or_insert(e);
+                                cfg.shutdown.store(true, Ordering::SeqCst);
+                            }
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                disconnected = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                for (p, clock) in clocks.iter_mut() {
+                    if let Some(state) = clock.poll_change(now_ms) {
+                        session.give(SourceEvent::Mark(PartitionMark {
+                            partition: *p,
+                            state,
+                        }));
+                    }
+                }
+                drop(session);
+                let all_finished = clocks.values().all(PartitionClock::is_finished);
+                let cancelled = cfg.shutdown.load(Ordering::SeqCst);
+                if (bounded && all_finished) || cancelled || disconnected {
+                    if disconnected && !all_finished && !cancelled {
+                        let mut f = cfg.failure.lock().unwrap_or_else(|p| p.into_inner());
+                        f.get_or_insert_with(|| {
+                            "Kafka consumer thread stopped unexpectedly".to_owned()
+                        });
+                    }
+                    cap = None;
+                    if let Some(h) = consumer_thread.take() {
+                        let _ = h.join();
+                    }
+                    return;
+                }
+                if epoch_started.elapsed() >= cfg.epoch_interval {
+                    let next = *c.time() + 1;
+                    c.downgrade(&next);
+                    epoch_started = Instant::now();
+                }
+            }
+        },
+    )
+}
+
+fn spawn_consumer(
+    cfg: &KafkaSourceConfig,
+    partitions: Vec<i32>,
+    tx: SyncSender<Feed>,
+    activator: SyncActivator,
+    worker: usize,
+) -> std::thread::JoinHandle<()> {
+    let cfg = cfg.clone();
+    std::thread::Builder::new()
+        .name(format!("kafka-source-{worker}"))
+        .spawn(move || {
+            if let Err(e) = consume(&cfg, &partitions, &tx, &activator) {
+                let _ = tx.send(Feed::Error(e));
+            }
+            let _ = activator.activate();
+        })
+        .unwrap_or_else(|e| panic!("cannot spawn the Kafka consumer thread: {e}"))
+}
+
+fn consume(
+    cfg: &KafkaSourceConfig,
+    partitions: &[i32],
+    tx: &SyncSender<Feed>,
+    activator: &SyncActivator,
+) -> Result<(), String> {
+    let consumer: BaseConsumer = cfg
+        .settings
+        .client_config()
+        .set("group.id", format!("flowcast-{}", cfg.job))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("client.id", format!("flowcast-{}-source", cfg.job))
+        .set("fetch.wait.max.ms", "50")
+        .set("queued.min.messages", "200000")
+        .create()
+        .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
+    let timeout = Duration::from_secs(30);
+    let mut tpl = TopicPartitionList::new();
+    // Offsets tracked by the engine: (next offset to read, end offset) per partition.
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for &p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(&cfg.topic, p, timeout)
+            .map_err(|e| format!("cannot read the offsets of {}/{p}: {e}", cfg.topic))?;
+        let start = match cfg.bounds {
+            Bounds::EarliestBounded | Bounds::EarliestUnbounded => Offset::Offset(low),
+            Bounds::LatestUnbounded => Offset::Offset(high),
+        };
+        tpl.add_partition_offset(&cfg.topic, p, start)
+            .map_err(|e| e.to_string())?;
+        if cfg.bounds == Bounds::EarliestBounded {
+            if high <= low {
+                tx.send(Feed::End(p)).map_err(|_| "source operator gone")?;
+            } else {
+                ends.insert(p, high);
+            }
+        }
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| format!("cannot assign partitions: {e}"))?;
+    let bounded = cfg.bounds == Bounds::EarliestBounded;
+    if bounded && ends.is_empty() {
+        let _ = activator.activate();
+        return Ok(());
+    }
+    let mut batch = RawBatch::default();
+    while !cfg.shutdown.load(Ordering::Relaxed) {
+        let mut finished = Vec::new();
+        let mut wait = TICK;
+        while batch.msgs.len() < MAX_BATCH {
+            let Some(msg) = consumer.poll(wait) else {
+                break;
+            };
+            wait = Duration::ZERO;
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(job = %cfg.job, "Kafka consumer error (retrying): {e}");
+                    break;
+                }
+            };
+            let p = msg.partition();
+            let key = msg.key().map(|k| {
+                let s = batch.bytes.len();
+                batch.bytes.extend_from_slice(k);
+                s..batch.bytes.len()
+            });
+            let s = batch.bytes.len();
+            batch
+                .bytes
+                .extend_from_slice(msg.payload().unwrap_or_default());
+            batch.msgs.push(RawMsg {
+                partition: p,
+                offset: msg.offset(),
+                key,
+                payload: s..batch.bytes.len(),
+            });
+            if let Some(end) = ends.get(&p)
+                && msg.offset() + 1 >= *end
+            {
+                ends.remove(&p);
+                finished.push(p);
+            }
+        }
+        if !batch.msgs.is_empty() {
+            let full = std::mem::take(&mut batch);
+            tx.send(Feed::Batch(full))
+                .map_err(|_| "source operator gone")?;
+        }
+        for p in finished {
+            tx.send(Feed::End(p)).map_err(|_| "source operator gone")?;
+        }
+        if bounded && ends.is_empty() {
+            let _ = activator.activate();
+            return Ok(());
+        }
+        // Wake the operator for data, and at least every tick for epochs and idleness.
+        let _ = activator.activate();
+    }
+    Ok(())
+}
+
+/// Separates a source's output into readings, dead letters and marks.
+pub fn split<'s>(
+    events: StreamVec<'s, Epoch, SourceEvent>,
+) -> (
+    StreamVec<'s, Epoch, SourcedReading>,
+    StreamVec<'s, Epoch, DeadLetter>,
+    StreamVec<'s, Epoch, PartitionMark>,
+) {
+    use timely::dataflow::operators::vec::{Map, Partition};
+    let mut parts = events
+        .partition(3, |e| {
+            let route = match &e {
+                SourceEvent::Reading(_) => 0,
+                SourceEvent::Dead(_) => 1,
+                SourceEvent::Mark(_) => 2,
+            };
+            (route, e)
+        })
+        .into_iter();
+    let (Some(readings), Some(dead), Some(marks)) = (parts.next(), parts.next(), parts.next())
+    else {
+        unreachable!("partition(3) returns three streams")
+    };
+    (
+        readings.flat_map(|e| {
+            if let SourceEvent::Reading(r) = e {
+                Some(r)
+            } else {
+                None
+            }
+        }),
+        dead.flat_map(|e| {
+            if let SourceEvent::Dead(d) = e {
+                Some(d)
+            } else {
+                None
+            }
+        }),
+        marks.flat_map(|e| {
+            if let SourceEvent::Mark(m) = e {
+                Some(m)
+            } else {
+                None
+            }
+        }),
+    )
+}

@@ -1,0 +1,345 @@
+//! The job spec: a TOML file (`jobs/dht11-forecast.toml`) that says where a job reads,
+//! how it treats event time, what it computes and where it writes.
+//!
+//! Every table refuses unknown keys, so a typo is an error naming the key; durations are
+//! human (`"30m"`, `"500ms"`). Defaults live in one place, the `Default` impls below.
+
+use flowcast_operators::SensorKind;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A whole job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JobSpec {
+    /// Job name, used in logs, metrics labels and the consumer's client id.
+    pub name: String,
+    /// Where readings come from.
+    pub source: SourceSpec,
+    /// Event-time settings.
+    #[serde(default)]
+    pub event_time: EventTimeSpec,
+    /// Window settings.
+    #[serde(default)]
+    pub window: WindowSpec,
+    /// How many recent windows a forecast reads.
+    #[serde(default)]
+    pub sequence: SequenceSpec,
+    /// The forecasting model.
+    #[serde(default)]
+    pub model: ModelSpec,
+    /// Where predictions go (one or more sinks).
+    #[serde(default = "default_sinks")]
+    pub sinks: Vec<SinkSpec>,
+    /// Topic for records that fail validation.
+    #[serde(default = "default_dead_letter_topic")]
+    pub dead_letter_topic: String,
+    /// Topic for records later than the allowed lateness.
+    #[serde(default = "default_late_topic")]
+    pub late_data_topic: String,
+    /// How often sources advance the epoch (the unit of progress and, later, checkpoints).
+    #[serde(default = "default_epoch_interval", with = "humantime_serde")]
+    pub epoch_interval: Duration,
+}
+
+/// Where the job starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartPosition {
+    /// The oldest retained offset of each partition.
+    #[default]
+    Earliest,
+    /// The end of each partition at start-up.
+    Latest,
+}
+
+/// Whether the job stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopPosition {
+    /// Run until cancelled (a stream).
+    #[default]
+    Never,
+    /// Stop at the end offsets seen at start-up (a bounded run, like Flink's `setBounded`):
+    /// the final watermark fires every window.
+    Latest,
+}
+
+/// The Kafka source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SourceSpec {
+    /// Bootstrap servers; `FLOWCAST_BROKERS` overrides. Security settings come from
+    /// `FLOWCAST_RDKAFKA_*` variables, never from this file.
+    pub brokers: String,
+    /// Topic to read.
+    pub topic: String,
+    /// Where to start.
+    #[serde(default)]
+    pub start: StartPosition,
+    /// Where to stop.
+    #[serde(default)]
+    pub stop: StopPosition,
+    /// Which sensor the readings come from: decides the valid ranges.
+    #[serde(default)]
+    pub sensor: SensorKind,
+}
+
+/// Event-time settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EventTimeSpec {
+    /// The JSON field holding event time (Unix seconds). Only `time` is supported now.
+    pub field: String,
+    /// How far behind a partition's newest event time a record may arrive and still count
+    /// as on time: watermark = max event time − this.
+    #[serde(with = "humantime_serde")]
+    pub out_of_orderness: Duration,
+    /// A partition without records for this long stops holding the watermark back.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for EventTimeSpec {
+    fn default() -> Self {
+        EventTimeSpec {
+            field: "time".into(),
+            out_of_orderness: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Tumbling window settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WindowSpec {
+    /// Window length.
+    #[serde(with = "humantime_serde")]
+    pub length: Duration,
+    /// How long after a window fires late records still update it.
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+}
+
+impl Default for WindowSpec {
+    fn default() -> Self {
+        WindowSpec {
+            length: Duration::from_secs(30 * 60),
+            allowed_lateness: Duration::from_secs(0),
+        }
+    }
+}
+
+/// Sequence settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SequenceSpec {
+    /// Number of most recent windows kept per device and fed to the model.
+    pub length: usize,
+}
+
+impl Default for SequenceSpec {
+    fn default() -> Self {
+        SequenceSpec { length: 60 }
+    }
+}
+
+/// Which model forecasts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", tag = "kind")]
+pub enum ModelSpec {
+    /// A TorchScript LSTM with its metadata JSON beside it (`x.pt` + `x.json`).
+    Torchscript {
+        /// Path of the `.pt` file, relative to the job file.
+        path: PathBuf,
+        /// Largest batch per forward pass.
+        #[serde(default = "default_max_batch")]
+        max_batch: usize,
+    },
+    /// Next window = last window. A baseline, and what runs when no model is wanted.
+    Persistence,
+    /// No forecasting: the job stops after the sequence stage and emits window results
+    /// (the streaming part alone, as benchmarks against engines without LibTorch need).
+    Off,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        ModelSpec::Torchscript {
+            path: PathBuf::from("../models/dht11_lstm.pt"),
+            max_batch: default_max_batch(),
+        }
+    }
+}
+
+/// One sink of predictions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", tag = "type")]
+pub enum SinkSpec {
+    /// A Kafka topic, key = device id, value = prediction JSON.
+    Kafka {
+        /// Topic name.
+        topic: String,
+        /// Bootstrap servers; default: the source's.
+        #[serde(default)]
+        brokers: Option<String>,
+    },
+    /// Standard output, one JSON prediction per line (demos, debugging).
+    Stdout,
+}
+
+fn default_sinks() -> Vec<SinkSpec> {
+    vec![SinkSpec::Kafka {
+        topic: "predicData".into(),
+        brokers: None,
+    }]
+}
+fn default_dead_letter_topic() -> String {
+    "DHT11-dead-letter".into()
+}
+fn default_late_topic() -> String {
+    "DHT11-late".into()
+}
+fn default_epoch_interval() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_max_batch() -> usize {
+    1024
+}
+
+/// A job file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The file could not be read.
+    #[error("cannot read job spec {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax or schema error; the message names the key.
+    #[error("invalid job spec {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the bad key and line).
+        message: String,
+    },
+    /// A value out of its allowed range.
+    #[error("invalid job spec {path}: `{key}` {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Dotted key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl JobSpec {
+    /// Reads, parses and validates a job file; relative model paths are resolved against
+    /// the file's folder.
+    pub fn load(path: &Path) -> Result<JobSpec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut spec = JobSpec::parse(&text, path)?;
+        if let ModelSpec::Torchscript { path: model, .. } = &mut spec.model
+            && model.is_relative()
+        {
+            *model = path.parent().unwrap_or(Path::new(".")).join(&*model);
+        }
+        Ok(spec)
+    }
+
+    /// Parses and validates TOML text; `path` only names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<JobSpec, SpecError> {
+        let spec: JobSpec = toml::from_str(text).map_err(|e| SpecError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        spec.validate(path)?;
+        Ok(spec)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), SpecError> {
+        let bad = |key: &'static str, message: &str| SpecError::Invalid {
+            path: path.to_owned(),
+            key,
+            message: message.to_owned(),
+        };
+        if self.name.trim().is_empty() {
+            return Err(bad("name", "must not be empty"));
+        }
+        if self.source.topic.trim().is_empty() {
+            return Err(bad("source.topic", "must not be empty"));
+        }
+        if self.source.brokers.trim().is_empty() {
+            return Err(bad("source.brokers", "must not be empty"));
+        }
+        if self.event_time.field != "time" {
+            return Err(bad(
+                "event-time.field",
+                "must be \"time\" (the reading contract's field)",
+            ));
+        }
+        if self.window.length.as_millis() == 0 {
+            return Err(bad("window.length", "must be positive"));
+        }
+        if self.sequence.length == 0 {
+            return Err(bad("sequence.length", "must be at least 1"));
+        }
+        if self.epoch_interval.is_zero() {
+            return Err(bad("epoch-interval", "must be positive"));
+        }
+        if let ModelSpec::Torchscript { max_batch: 0, .. } = self.model {
+            return Err(bad("model.max-batch", "must be at least 1"));
+        }
+        if self.sinks.is_empty() && !matches!(self.model, ModelSpec::Off) {
+            return Err(bad("sinks", "needs at least one sink"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFERENCE: &str = include_str!("../../../jobs/dht11-forecast.toml");
+
+    #[test]
+    fn reference_job_parses_and_round_trips() {
+        let spec = JobSpec::parse(REFERENCE, Path::new("dht11-forecast.toml")).expect("valid");
+        assert_eq!(spec.window.length, Duration::from_secs(1800));
+        assert_eq!(spec.sequence.length, 60);
+        assert_eq!(spec.source.topic, "DHT11");
+        let text = toml::to_string(&spec).expect("serialise");
+        assert_eq!(
+            JobSpec::parse(&text, Path::new("x")).expect("reparse"),
+            spec
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = REFERENCE.replace("allowed-lateness", "allowed-latenes");
+        let err = JobSpec::parse(&text, Path::new("j.toml")).expect_err("typo");
+        assert!(err.to_string().contains("allowed-latenes"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_value_is_named() {
+        let text = REFERENCE.replace("length = 60", "length = 0");
+        let err = JobSpec::parse(&text, Path::new("j.toml")).expect_err("zero");
+        assert!(err.to_string().contains("`sequence.length`"), "{err}");
+        let text = REFERENCE.replace("length = \"30m\"", "length = \"thirty\"");
+        let err = JobSpec::parse(&text, Path::new("j.toml")).expect_err("duration");
+        assert!(err.to_string().contains("length"), "{err}");
+    }
+}

@@ -1,0 +1,107 @@
+//! Runs a job on timely workers: threads of one process, or several processes that find
+//! each other through a static host list (timely's cluster communication).
+
+use crate::dataflow::Epoch;
+use crate::dataflow::forecast::{Persistence, Predictor};
+use crate::job::graph::{self, JobPlan, PredictorFactory};
+use crate::job::{JobSpec, ModelSpec};
+use crate::kafka::{ClientSettings, TopicAdmin};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where and how wide the job runs.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// Worker threads per process.
+    pub workers: usize,
+    /// This process's index in `hosts` (0 for a single process).
+    pub process_index: usize,
+    /// `host:port` of every process, in index order; empty or one entry for one process.
+    pub hosts: Vec<String>,
+}
+
+impl Execution {
+    /// One process with `workers` threads.
+    pub fn threads(workers: usize) -> Self {
+        Execution {
+            workers,
+            process_index: 0,
+            hosts: Vec::new(),
+        }
+    }
+
+    fn timely_config(&self) -> timely::Config {
+        let communication = if self.hosts.len() > 1 {
+            timely::CommunicationConfig::Cluster {
+                threads: self.workers,
+                process: self.process_index,
+                addresses: self.hosts.clone(),
+                report: false,
+                zerocopy: false,
+            }
+        } else if self.workers > 1 {
+            timely::CommunicationConfig::Process(self.workers)
+        } else {
+            timely::CommunicationConfig::Thread
+        };
+        timely::Config {
+            communication,
+            worker: timely::WorkerConfig::default(),
+        }
+    }
+}
+
+/// The model loader for a spec.
+pub fn predictor_factory(spec: &JobSpec) -> PredictorFactory {
+    match &spec.model {
+        ModelSpec::Torchscript { path, .. } => {
+            let path = path.clone();
+            Arc::new(move || crate::model::load(&path).map(|m| Box::new(m) as Box<dyn Predictor>))
+        }
+        ModelSpec::Persistence | ModelSpec::Off => {
+            Arc::new(|| Ok(Box::new(Persistence) as Box<dyn Predictor>))
+        }
+    }
+}
+
+/// Runs `spec` until its input ends (bounded) or `shutdown` is set; returns the first
+/// fatal error of any worker.
+pub fn run(spec: &JobSpec, exec: &Execution, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let predictor = predictor_factory(spec);
+    // Fail fast, before any worker starts, when the model cannot be loaded.
+    if let Err(e) = predictor() {
+        anyhow::bail!("cannot load the model: {e}");
+    }
+    let settings = ClientSettings::new(&spec.source.brokers);
+    let admin = TopicAdmin::new(&settings, Duration::from_secs(30))?;
+    let partitions = admin.describe(&spec.source.topic)?.partitions.len() as i32;
+    anyhow::ensure!(
+        partitions > 0,
+        "topic `{}` has no partitions",
+        spec.source.topic
+    );
+    tracing::info!(
+        job = %spec.name, topic = %spec.source.topic, partitions,
+        workers = exec.workers, processes = exec.hosts.len().max(1), "starting job"
+    );
+    let failure = Arc::new(Mutex::new(None));
+    let plan = JobPlan {
+        spec: spec.clone(),
+        partitions,
+        shutdown,
+        failure: Arc::clone(&failure),
+    };
+    let guards = timely::execute(exec.timely_config(), move |worker| {
+        worker.dataflow::<Epoch, _, _>(|scope| graph::build(scope, &plan, &predictor));
+        while worker.step_or_park(Some(Duration::from_millis(100))) {}
+    })
+    .map_err(|e| anyhow::anyhow!("cannot start the timely workers: {e}"))?;
+    for r in guards.join() {
+        r.map_err(|e| anyhow::anyhow!("a worker failed: {e}"))?;
+    }
+    if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        anyhow::bail!("job {} failed: {e}", spec.name);
+    }
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! The forecast job end to end on the real Kafka cluster, against the reference
+//! implementation (`flowcast_tests::reference`, which shares no operator code with the
+//! engine): real sensor data plus injected bad records, produced to a 3-partition topic,
+//! run bounded at 1, 2 and 4 worker threads, as 2 processes, and with the input shuffled
+//! within the allowed out-of-orderness. Every run must give exactly the reference output.
+
+use flowcast_engine::job::JobSpec;
+use flowcast_engine::runtime::{self, Execution};
+use flowcast_tests::kafka::{self, Record};
+use flowcast_tests::reference::{self, Expected, InputRecord, Params};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+const DAYS: f64 = 16.0;
+
+/// Real readings of the eight rooms (device = room), with a bad record every 397th.
+fn recorded_input(shuffle: bool) -> Vec<(Option<String>, Vec<u8>)> {
+    let mut readings = flowcast_tests::data::room_readings(&flowcast_tests::data::ROOMS, DAYS);
+    if shuffle {
+        // Reorder each device's readings by time + a pseudo-random delay below 50 minutes:
+        // no record falls further behind its partition's newest than that, and the job
+        // allows one hour of out-of-orderness.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut keyed: Vec<(f64, usize)> = readings
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (r.time + (state % 3000) as f64, i)
+            })
+            .collect();
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0));
+        readings = keyed
+            .into_iter()
+            .map(|(_, i)| readings[i].clone())
+            .collect();
+    }
+    let bad = [
+        "{\"time\": 1452531600, \"temperature\": \"NaN\", \"humidity\": 40}",
+        "not json at all",
+        "{\"time\": 1452531600, \"humidity\": 40}",
+        "{\"time\": 1452531600, \"temperature\": 75.5, \"humidity\": 40}",
+        "[1, 2, 3]",
+    ];
+    let mut out = Vec::new();
+    for (i, r) in readings.iter().enumerate() {
+        let v = serde_json::json!({"time": r.time, "temperature": r.temperature, "humidity": r.humidity, "device": r.device});
+        out.push((
+            Some(r.device.clone()),
+            serde_json::to_vec(&v).expect("json"),
+        ));
+        if i % 397 == 0 {
+            out.push((
+                Some(r.device.clone()),
+                bad[(i / 397) % bad.len()].as_bytes().to_vec(),
+            ));
+        }
+    }
+    out
+}
+
+fn spec_text(brokers: &str, topic: &str, out: &str) -> String {
+    format!(
+        r#"
+name = "{out}"
+dead-letter-topic = "{out}-dead"
+late-data-topic = "{out}-late"
+epoch-interval = "50ms"
+[source]
+brokers = "{brokers}"
+topic = "{topic}"
+start = "earliest"
+stop = "latest"
+sensor = "dht22"
+[event-time]
+field = "time"
+out-of-orderness = "1h"
+idle-timeout = "10m"
+[window]
+length = "30m"
+allowed-lateness = "0s"
+[sequence]
+length = 60
+[model]
+kind = "persistence"
+[[sinks]]
+type = "kafka"
+topic = "{out}-pred"
+"#
+    )
+}
+
+fn params() -> Params {
+    Params {
+        window_ms: 1_800_000,
+        seq_len: 60,
+        temperature: (-40.0, 80.0),
+        humidity: (0.0, 100.0),
+    }
+}
+
+fn as_input(records: &[Record]) -> Vec<InputRecord> {
+    records
+        .iter()
+        .map(|r| InputRecord {
+            partition: r.partition,
+            offset: r.offset,
+            key: r.key.clone(),
+            value: r.value.clone(),
+        })
+        .collect()
+}
+
+/// Reads a run's outputs and checks them against the reference.
+fn check_outputs(brokers: &str, out: &str, expected: &reference::Output, what: &str) {
+    let preds = kafka::read_all(brokers, &format!("{out}-pred"));
+    let mut got: BTreeMap<(String, i64), Expected> = BTreeMap::new();
+    for r in &preds {
+        let v: serde_json::Value = serde_json::from_slice(&r.value).expect("prediction json");
+        let device = v["device"].as_str().expect("device").to_owned();
+        assert_eq!(
+            r.key.as_deref(),
+            Some(device.as_bytes()),
+            "{what}: key = device"
+        );
+        let end = (v["window_end"].as_f64().expect("window_end") * 1000.0).round() as i64;
+        let e = Expected {
+            observed: [
+                v["observed"]["temperature"].as_f64().expect("t"),
+                v["observed"]["humidity"].as_f64().expect("h"),
+            ],
+            predicted: [
+                v["predicted"]["temperature"].as_f64().expect("pt"),
+                v["predicted"]["humidity"].as_f64().expect("ph"),
+            ],
+            window_start: (v["window_start"].as_f64().expect("start") * 1000.0).round() as i64,
+        };
+        assert_eq!(
+            v["predicted"]["for_window_end"]
+                .as_f64()
+                .map(|x| (x * 1000.0).round() as i64),
+            Some(end + 1_800_000)
+        );
+        assert!(
+            got.insert((device.clone(), end), e).is_none(),
+            "{what}: duplicate prediction {device}@{end}"
+        );
+    }
+    assert_eq!(
+        got.len(),
+        expected.predictions.len(),
+        "{what}: number of predictions"
+    );
+    for (k, want) in &expected.predictions {
+        let have = got
+            .get(k)
+            .unwrap_or_else(|| panic!("{what}: missing prediction {k:?}"));
+        assert_eq!(have.window_start, want.window_start, "{what}: {k:?}");
+        for i in 0..2 {
+            assert!(
+                (have.observed[i] - want.observed[i]).abs() < 1e-9,
+                "{what}: {k:?} observed {have:?} vs {want:?}"
+            );
+            assert!(
+                (have.predicted[i] - want.predicted[i]).abs() < 1e-5,
+                "{what}: {k:?} predicted {have:?} vs {want:?}"
+            );
+        }
+    }
+    let dead = kafka::read_all(brokers, &format!("{out}-dead"));
+    let got_dead: BTreeMap<(i32, i64), String> = dead
+        .iter()
+        .map(|r| {
+            let p: i32 = r.headers["flowcast.partition"]
+                .parse()
+                .expect("partition header");
+            let o: i64 = r.headers["flowcast.offset"].parse().expect("offset header");
+            ((p, o), r.headers["flowcast.reason"].clone())
+        })
+        .collect();
+    assert_eq!(got_dead.len(), dead.len(), "{what}: each dead letter once");
+    assert_eq!(&got_dead, &expected.dead, "{what}: dead letters");
+    assert!(
+        kafka::read_all(brokers, &format!("{out}-late")).is_empty(),
+        "{what}: nothing is late"
+    );
+}
+
+fn run_in_process(brokers: &str, topic: &str, out: &str, workers: usize) {
+    let spec =
+        JobSpec::parse(&spec_text(brokers, topic, out), Path::new("test.toml")).expect("spec");
+    runtime::run(
+        &spec,
+        &Execution::threads(workers),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .expect("job runs");
+}
+
+fn prepare(shuffle: bool) -> (String, String, reference::Output) {
+    let brokers = flowcast_tests::brokers();
+    let topic = flowcast_tests::unique_topic("DHT11");
+    kafka::create_topic(&brokers, &topic, 3);
+    kafka::produce(&brokers, &topic, &recorded_input(shuffle));
+    let input = as_input(&kafka::read_all(&brokers, &topic));
+    let expected = reference::run(&input, &params(), &|s| s[s.len() - 1]);
+    assert!(
+        expected.predictions.len() > 5000,
+        "the input yields predictions"
+    );
+    assert!(expected.dead.len() >= 5, "the input has bad records");
+    (brokers, topic, expected)
+}
+
+#[test]
+fn job_matches_reference_at_1_2_and_4_workers() {
+    let (brokers, topic, expected) = prepare(false);
+    for workers in [1, 2, 4] {
+        let out = flowcast_tests::unique_topic(&format!("w{workers}"));
+        run_in_process(&brokers, &topic, &out, workers);
+        check_outputs(&brokers, &out, &expected, &format!("{workers} workers"));
+    }
+}
+
+#[test]
+fn job_matches_reference_with_input_shuffled_within_out_of_orderness() {
+    let (brokers, topic, expected) = prepare(true);
+    let out = flowcast_tests::unique_topic("shuffled");
+    run_in_process(&brokers, &topic, &out, 2);
+    check_outputs(&brokers, &out, &expected, "shuffled, 2 workers");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[test]
+fn job_matches_reference_as_two_processes() {
+    let (brokers, topic, expected) = prepare(false);
+    let out = flowcast_tests::unique_topic("procs");
+    let dir = std::env::temp_dir().join(&out);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let job = dir.join("job.toml");
+    std::fs::write(&job, spec_text(&brokers, &topic, &out)).expect("write job");
+    let hosts = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_flowcast"))
+                .args([
+                    "run",
+                    job.to_str().expect("utf-8 path"),
+                    "--workers",
+                    "1",
+                    "--processes",
+                    "2",
+                ])
+                .args(["--process-index", &i.to_string(), "--hosts", &hosts])
+                .spawn()
+                .expect("spawn flowcast")
+        })
+        .collect();
+    for mut c in children {
+        let status = c.wait().expect("wait");
+        assert!(status.success(), "a process failed: {status}");
+    }
+    check_outputs(&brokers, &out, &expected, "2 processes");
+    let _ = std::fs::remove_dir_all(&dir);
+}

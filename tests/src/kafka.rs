@@ -1,0 +1,161 @@
+//! Kafka helpers for tests: create a topic, produce keyed records, read a topic whole.
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub value: Vec<u8>,
+    /// Headers as UTF-8 strings.
+    pub headers: BTreeMap<String, String>,
+}
+
+fn config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    c
+}
+
+/// Creates `topic` with `partitions` partitions (replication factor 1 unless the cluster has 3).
+///
+/// # Panics
+/// If the cluster does not answer or refuses.
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<_> = config(brokers).create().expect("admin client");
+    let consumer: BaseConsumer = config(brokers).create().expect("metadata client");
+    let brokers_n = consumer
+        .fetch_metadata(None, Duration::from_secs(30))
+        .expect("metadata")
+        .brokers()
+        .len();
+    let rf = if brokers_n >= 3 { 3 } else { 1 };
+    let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(rf));
+    let res = futures::executor::block_on(admin.create_topics([&t], &AdminOptions::new()));
+    for r in res.expect("create topics") {
+        r.expect("topic created");
+    }
+    // Wait until every partition has a leader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let md = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let ready = md.topics().iter().any(|t| {
+            t.partitions().len() == partitions as usize
+                && t.partitions().iter().all(|p| p.leader() >= 0)
+        });
+        if ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "topic {topic} has no leaders");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Produces `(key, value)` records in order (Kafka's default murmur2 partitioner on the
+/// key) and waits for every acknowledgement.
+pub fn produce(brokers: &str, topic: &str, records: &[(Option<String>, Vec<u8>)]) {
+    let p: ThreadedProducer<DefaultProducerContext> = config(brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (k, v) in records {
+        let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(v.as_slice());
+        if let Some(k) = k {
+            rec = rec.key(k.as_str());
+        }
+        let mut rec = rec;
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(60)).expect("flush");
+}
+
+/// Reads every record of `topic` up to its current end.
+pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
+    let c: BaseConsumer = config(brokers)
+        .set("group.id", "flowcast-tests-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .expect("metadata");
+    let parts = md
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as i32);
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in 0..parts {
+        let (lo, hi) = c
+            .fetch_watermarks(topic, p, Duration::from_secs(30))
+            .expect("watermarks");
+        if hi > lo {
+            ends.insert(p, hi);
+            tpl.add_partition_offset(topic, p, Offset::Offset(lo))
+                .expect("assign");
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    c.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ends.is_empty() {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        let Some(m) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.expect("consume");
+        let mut headers = BTreeMap::new();
+        if let Some(h) = m.headers() {
+            for hd in h.iter() {
+                headers.insert(
+                    hd.key.to_owned(),
+                    hd.value
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        if ends
+            .get(&m.partition())
+            .is_some_and(|e| m.offset() + 1 >= *e)
+        {
+            ends.remove(&m.partition());
+        }
+        out.push(Record {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+    }
+    out
+}
