@@ -45,7 +45,10 @@ impl Sequences {
     /// If `len` is zero.
     pub fn new(len: usize) -> Self {
         assert!(len > 0, "sequence length must be positive");
-        Sequences { len, rings: HashMap::new() }
+        Sequences {
+            len,
+            rings: HashMap::new(),
+        }
     }
 
     /// Number of devices tracked.
@@ -106,7 +109,15 @@ mod tests {
     use super::*;
 
     fn win(start: EventTime, t: f64, revision: u32) -> WindowResult {
-        WindowResult { device: "a".into(), start, end: start + 10, temperature: t, humidity: 50.0, count: 1, revision }
+        WindowResult {
+            device: "a".into(),
+            start,
+            end: start + 10,
+            temperature: t,
+            humidity: 50.0,
+            count: 1,
+            revision,
+        }
     }
 
     #[test]
@@ -115,9 +126,15 @@ mod tests {
         assert!(s.push(&win(0, 1.0, 0)).is_none());
         assert!(s.push(&win(10, 2.0, 0)).is_none());
         let q = s.push(&win(20, 3.0, 0)).expect("full");
-        assert_eq!(q.values.iter().map(|v| v[0]).collect::<Vec<_>>(), vec![1.0, 2.0, 3.0]);
+        assert_eq!(
+            q.values.iter().map(|v| v[0]).collect::<Vec<_>>(),
+            vec![1.0, 2.0, 3.0]
+        );
         let q = s.push(&win(30, 4.0, 0)).expect("slides");
-        assert_eq!(q.values.iter().map(|v| v[0]).collect::<Vec<_>>(), vec![2.0, 3.0, 4.0]);
+        assert_eq!(
+            q.values.iter().map(|v| v[0]).collect::<Vec<_>>(),
+            vec![2.0, 3.0, 4.0]
+        );
         assert_eq!(q.window_end, 40);
     }
 
@@ -126,10 +143,21 @@ mod tests {
         let mut s = Sequences::new(2);
         s.push(&win(0, 1.0, 0));
         s.push(&win(10, 2.0, 0));
-        let q = s.push(&win(10, 2.5, 1)).expect("newest revised: emitted again");
-        assert_eq!(q.values.iter().map(|v| v[0]).collect::<Vec<_>>(), vec![1.0, 2.5]);
-        assert!(s.push(&win(0, 1.5, 1)).is_none(), "older revision is silent");
+        let q = s
+            .push(&win(10, 2.5, 1))
+            .expect("newest revised: emitted again");
+        assert_eq!(
+            q.values.iter().map(|v| v[0]).collect::<Vec<_>>(),
+            vec![1.0, 2.5]
+        );
+        assert!(
+            s.push(&win(0, 1.5, 1)).is_none(),
+            "older revision is silent"
+        );
         let q = s.push(&win(20, 3.0, 0)).expect("slides");
-        assert_eq!(q.values.iter().map(|v| v[0]).collect::<Vec<_>>(), vec![2.5, 3.0]);
+        assert_eq!(
+            q.values.iter().map(|v| v[0]).collect::<Vec<_>>(),
+            vec![2.5, 3.0]
+        );
     }
 }

@@ -72,7 +72,10 @@ impl TumblingWindows {
     /// # Panics
     /// If `length_ms` is not positive or `lateness_ms` is negative.
     pub fn new(length_ms: EventTime, lateness_ms: EventTime) -> Self {
-        assert!(length_ms > 0 && lateness_ms >= 0, "window length > 0, lateness ≥ 0");
+        assert!(
+            length_ms > 0 && lateness_ms >= 0,
+            "window length > 0, lateness ≥ 0"
+        );
         TumblingWindows {
             length: length_ms,
             lateness: lateness_ms,
@@ -99,7 +102,13 @@ impl TumblingWindows {
     }
 
     /// Adds one reading.
-    pub fn insert(&mut self, device: &str, t: EventTime, temperature: f64, humidity: f64) -> Insert {
+    pub fn insert(
+        &mut self,
+        device: &str,
+        t: EventTime,
+        temperature: f64,
+        humidity: f64,
+    ) -> Insert {
         let start = self.window_start(t);
         let end = start.saturating_add(self.length);
         if end.saturating_add(self.lateness) <= self.watermark {
@@ -123,7 +132,8 @@ impl TumblingWindows {
             // trigger does.
             sums.fired = true;
             let s = *sums;
-            self.retained.insert((end.saturating_add(self.lateness), device.to_owned(), start));
+            self.retained
+                .insert((end.saturating_add(self.lateness), device.to_owned(), start));
             Insert::Updated(result(device, start, end, &s))
         } else {
             if sums.count == 1 {
@@ -144,20 +154,32 @@ impl TumblingWindows {
             if *end > watermark {
                 break;
             }
-            let Some((end, device)) = self.pending.pop_first() else { break };
+            let Some((end, device)) = self.pending.pop_first() else {
+                break;
+            };
             let start = end - self.length;
-            if let Some(s) = self.windows.get_mut(&device).and_then(|w| w.get_mut(&start)) {
+            if let Some(s) = self
+                .windows
+                .get_mut(&device)
+                .and_then(|w| w.get_mut(&start))
+            {
                 s.fired = true;
                 fired.push(result(&device, start, end, s));
             }
-            let purge_at = if watermark == MAX_WATERMARK { end } else { end.saturating_add(self.lateness) };
+            let purge_at = if watermark == MAX_WATERMARK {
+                end
+            } else {
+                end.saturating_add(self.lateness)
+            };
             self.retained.insert((purge_at, device, start));
         }
         while let Some((purge_at, _, _)) = self.retained.first() {
             if *purge_at > watermark && watermark != MAX_WATERMARK {
                 break;
             }
-            let Some((_, device, start)) = self.retained.pop_first() else { break };
+            let Some((_, device, start)) = self.retained.pop_first() else {
+                break;
+            };
             if let Some(w) = self.windows.get_mut(&device) {
                 w.remove(&start);
                 if w.is_empty() {
@@ -199,7 +221,15 @@ mod tests {
         assert!(out.is_empty());
         w.advance(30 * MIN, &mut out);
         assert_eq!(out.len(), 2);
-        assert_eq!((out[0].device.as_str(), out[0].temperature, out[0].humidity, out[0].count), ("a", 21.0, 45.0, 2));
+        assert_eq!(
+            (
+                out[0].device.as_str(),
+                out[0].temperature,
+                out[0].humidity,
+                out[0].count
+            ),
+            ("a", 21.0, 45.0, 2)
+        );
         assert_eq!((out[1].device.as_str(), out[1].count), ("b", 1));
         // The second window of `a` is still open.
         out.clear();
@@ -224,7 +254,12 @@ mod tests {
             other => panic!("expected an immediate firing, got {other:?}"),
         }
         w.advance(40 * MIN, &mut out);
-        assert_eq!(w.insert("a", 3 * MIN, 22.0, 42.0), Insert::Late { window_end: 30 * MIN });
+        assert_eq!(
+            w.insert("a", 3 * MIN, 22.0, 42.0),
+            Insert::Late {
+                window_end: 30 * MIN
+            }
+        );
 
         w.advance(50 * MIN, &mut out);
         assert_eq!(w.devices(), 0, "purged state is freed");
