@@ -76,6 +76,18 @@ pub fn gauge(name: &'static str, help: &'static str, labels: &[(&'static str, &s
     register(name, help, "gauge", labels)
 }
 
+/// The sum of every series of `name` whose `job` label is `job` (for tests and summaries).
+pub fn total(name: &str, job: &str) -> u64 {
+    let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    reg.series
+        .iter()
+        .filter(|((n, labels), _)| {
+            *n == name && labels.iter().any(|(k, v)| *k == "job" && v == job)
+        })
+        .map(|(_, v)| v.load(Ordering::Relaxed))
+        .sum()
+}
+
 /// The whole registry in Prometheus text format.
 pub fn render() -> String {
     let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());

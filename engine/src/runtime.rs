@@ -69,9 +69,17 @@ pub fn predictor_factory(spec: &JobSpec) -> PredictorFactory {
 /// fatal error of any worker.
 pub fn run(spec: &JobSpec, exec: &Execution, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
     let predictor = predictor_factory(spec);
-    // Fail fast, before any worker starts, when the model cannot be loaded.
-    if let Err(e) = predictor() {
-        anyhow::bail!("cannot load the model: {e}");
+    // Fail fast, before any worker starts, when the model cannot be loaded or does not
+    // read the job's sequence length.
+    if let ModelSpec::Torchscript { path, .. } = &spec.model {
+        let model =
+            crate::model::load(path).map_err(|e| anyhow::anyhow!("cannot load the model: {e}"))?;
+        anyhow::ensure!(
+            model.sequence_length() == spec.sequence.length,
+            "the model reads sequences of {} windows but the job's `sequence.length` is {}",
+            model.sequence_length(),
+            spec.sequence.length
+        );
     }
     let settings = ClientSettings::new(&spec.source.brokers);
     let admin = TopicAdmin::new(&settings, Duration::from_secs(30))?;

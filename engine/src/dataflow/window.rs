@@ -107,6 +107,11 @@ impl<'s> TumblingWindow<'s> for StreamVec<'s, Epoch, SourcedReading> {
                     "Records past the allowed lateness",
                     &labels,
                 );
+                let added = metrics::counter(
+                    "flowcast_window_records_total",
+                    "Records added to windows (on time or within lateness)",
+                    &labels,
+                );
                 let wm_gauge = metrics::gauge(
                     "flowcast_watermark_ms",
                     "Job watermark seen by the window operator",
@@ -142,6 +147,7 @@ impl<'s> TumblingWindow<'s> for StreamVec<'s, Epoch, SourcedReading> {
                         };
                         let mut session = output.session(&s.cap);
                         let mut late = 0;
+                        let mut accepted = 0;
                         for r in s.readings {
                             let rd = &r.reading;
                             match windows.insert(
@@ -150,8 +156,9 @@ impl<'s> TumblingWindow<'s> for StreamVec<'s, Epoch, SourcedReading> {
                                 rd.temperature,
                                 rd.humidity,
                             ) {
-                                Insert::Added => {}
+                                Insert::Added => accepted += 1,
                                 Insert::Updated(w) => {
+                                    accepted += 1;
                                     fired_count.inc();
                                     session.give(WindowEvent::Fired(w));
                                 }
@@ -167,6 +174,7 @@ impl<'s> TumblingWindow<'s> for StreamVec<'s, Epoch, SourcedReading> {
                             }
                         }
                         late_count.add(late);
+                        added.add(accepted);
                         let mut wm = windows.watermark();
                         for m in s.marks {
                             wm = watermark.apply(m);
