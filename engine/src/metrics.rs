@@ -140,3 +140,108 @@ pub fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     })?;
     Ok(local)
 }
+
+/// Upper bounds (µs) of the latency histogram buckets.
+pub const LATENCY_BUCKETS_US: [u64; 16] = [
+    50,
+    100,
+    250,
+    500,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    20_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    5_000_000,
+    u64::MAX,
+];
+
+/// A latency histogram in µs (Prometheus `_bucket`/`_sum`/`_count` series).
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    buckets: Vec<Counter>,
+    sum: Counter,
+    count: Counter,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe_us(&self, us: u64) {
+        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|b| us <= *b) {
+            self.buckets[i].inc();
+        }
+        self.sum.add(us);
+        self.count.inc();
+    }
+}
+
+/// A histogram series: one counter per bucket (non-cumulative inside, cumulative when rendered).
+pub fn histogram(
+    name: &'static str,
+    help: &'static str,
+    labels: &[(&'static str, &str)],
+) -> Histogram {
+    let bucket_name: &'static str = Box::leak(format!("{name}_bucket").into_boxed_str());
+    let mut buckets = Vec::new();
+    for b in LATENCY_BUCKETS_US {
+        let le = if b == u64::MAX {
+            "+Inf".to_owned()
+        } else {
+            format!("{}", b as f64 / 1e6)
+        };
+        let mut l: Vec<(&'static str, &str)> = labels.to_vec();
+        l.push(("le", &le));
+        buckets.push(register(bucket_name, help, "histogram", &l));
+    }
+    let sum_name: &'static str = Box::leak(format!("{name}_sum_us").into_boxed_str());
+    let count_name: &'static str = Box::leak(format!("{name}_count").into_boxed_str());
+    Histogram {
+        buckets,
+        sum: counter(sum_name, help, labels),
+        count: counter(count_name, help, labels),
+    }
+}
+
+/// The `q` quantile (0..1) of a histogram over every series whose `job` is `job`, as the
+/// upper bound of the bucket holding it (µs); `None` without observations.
+pub fn quantile_us(name: &str, job: &str, q: f64) -> Option<u64> {
+    let bucket_name = format!("{name}_bucket");
+    let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+    let mut per_bucket = vec![0u64; LATENCY_BUCKETS_US.len()];
+    for ((n, labels), v) in &reg.series {
+        if *n != bucket_name || !labels.iter().any(|(k, val)| *k == "job" && val == job) {
+            continue;
+        }
+        let Some((_, le)) = labels.iter().find(|(k, _)| *k == "le") else {
+            continue;
+        };
+        let idx = LATENCY_BUCKETS_US.iter().position(|b| {
+            if *b == u64::MAX {
+                le == "+Inf"
+            } else {
+                *le == format!("{}", *b as f64 / 1e6)
+            }
+        });
+        if let Some(i) = idx {
+            per_bucket[i] += v.load(Ordering::Relaxed);
+        }
+    }
+    let total: u64 = per_bucket.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let target = (q * total as f64).ceil() as u64;
+    let mut seen = 0;
+    for (i, n) in per_bucket.iter().enumerate() {
+        seen += n;
+        if seen >= target {
+            return Some(LATENCY_BUCKETS_US[i]);
+        }
+    }
+    None
+}

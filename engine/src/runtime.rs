@@ -6,6 +6,7 @@ use crate::dataflow::forecast::{Persistence, Predictor};
 use crate::job::graph::{self, JobPlan, PredictorFactory};
 use crate::job::{JobSpec, ModelSpec};
 use crate::kafka::{ClientSettings, TopicAdmin};
+use crate::metrics;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,9 +66,68 @@ pub fn predictor_factory(spec: &JobSpec) -> PredictorFactory {
     }
 }
 
+/// What a finished run did (this process's share).
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Wall time from start to the last sink flushed.
+    pub elapsed: Duration,
+    /// Records read from the source.
+    pub records: u64,
+    /// Records refused by validation.
+    pub dead_letters: u64,
+    /// Records past the allowed lateness.
+    pub late: u64,
+    /// Forecasts made.
+    pub predictions: u64,
+    /// Median window close → producer hand-off, µs (bucket upper bound).
+    pub latency_p50_us: Option<u64>,
+    /// 99th percentile of the same.
+    pub latency_p99_us: Option<u64>,
+    /// Time spent in the model, µs.
+    pub inference_us: u64,
+    /// Forward passes.
+    pub inference_batches: u64,
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        write!(
+            f,
+            "read {} records in {secs:.2}s ({:.0} records/s); {} dead letters, {} late, {} predictions",
+            self.records,
+            self.records as f64 / secs.max(1e-9),
+            self.dead_letters,
+            self.late,
+            self.predictions
+        )?;
+        if let (Some(p50), Some(p99)) = (self.latency_p50_us, self.latency_p99_us) {
+            write!(
+                f,
+                "; window close → producer p50 ≤ {:.1} ms, p99 ≤ {:.1} ms",
+                p50 as f64 / 1e3,
+                p99 as f64 / 1e3
+            )?;
+        }
+        if self.inference_batches > 0 {
+            write!(
+                f,
+                "; model {:.2} ms per batch ({} batches)",
+                self.inference_us as f64 / 1e3 / self.inference_batches as f64,
+                self.inference_batches
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs `spec` until its input ends (bounded) or `shutdown` is set; returns the first
 /// fatal error of any worker.
-pub fn run(spec: &JobSpec, exec: &Execution, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
+pub fn run(
+    spec: &JobSpec,
+    exec: &Execution,
+    shutdown: Arc<AtomicBool>,
+) -> anyhow::Result<RunSummary> {
     let predictor = predictor_factory(spec);
     // Fail fast, before any worker starts, when the model cannot be loaded or does not
     // read the job's sequence length.
@@ -93,6 +153,7 @@ pub fn run(spec: &JobSpec, exec: &Execution, shutdown: Arc<AtomicBool>) -> anyho
         job = %spec.name, topic = %spec.source.topic, partitions,
         workers = exec.workers, processes = exec.hosts.len().max(1), "starting job"
     );
+    let started = std::time::Instant::now();
     let failure = Arc::new(Mutex::new(None));
     let plan = JobPlan {
         spec: spec.clone(),
@@ -111,5 +172,17 @@ pub fn run(spec: &JobSpec, exec: &Execution, shutdown: Arc<AtomicBool>) -> anyho
     if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
         anyhow::bail!("job {} failed: {e}", spec.name);
     }
-    Ok(())
+    let job = spec.name.as_str();
+    let hist = "flowcast_window_to_sink_seconds";
+    Ok(RunSummary {
+        elapsed: started.elapsed(),
+        records: metrics::total("flowcast_source_records_total", job),
+        dead_letters: metrics::total("flowcast_dead_letter_records_total", job),
+        late: metrics::total("flowcast_late_records_total", job),
+        predictions: metrics::total("flowcast_predictions_total", job),
+        latency_p50_us: metrics::quantile_us(hist, job, 0.5),
+        latency_p99_us: metrics::quantile_us(hist, job, 0.99),
+        inference_us: metrics::total("flowcast_inference_micros_total", job),
+        inference_batches: metrics::total("flowcast_inference_batches_total", job),
+    })
 }

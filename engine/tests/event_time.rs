@@ -35,7 +35,7 @@ fn reading(device: &str, t: f64, temperature: f64) -> (Option<String>, Vec<u8>) 
 struct RunningJob {
     name: String,
     shutdown: Arc<AtomicBool>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    handle: Option<JoinHandle<anyhow::Result<runtime::RunSummary>>>,
 }
 
 impl RunningJob {

@@ -91,5 +91,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
     }
-    runtime::run(&spec, &exec, shutdown)
+    let summary = runtime::run(&spec, &exec, shutdown)?;
+    println!("flowcast: job {} {summary}", spec.name);
+    Ok(())
 }

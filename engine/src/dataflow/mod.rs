@@ -14,6 +14,7 @@
 //! complete, so the result does not depend on how workers interleave.
 
 pub mod forecast;
+pub mod latency;
 pub mod sequence;
 pub mod sink;
 pub mod source;

@@ -36,9 +36,16 @@ pub trait KafkaRecord {
     fn headers(&self) -> Option<OwnedHeaders> {
         None
     }
+    /// Whether the sink measures window close → hand-off latency for this record type.
+    fn tracks_latency() -> bool {
+        false
+    }
 }
 
 impl KafkaRecord for Prediction {
+    fn tracks_latency() -> bool {
+        true
+    }
     fn key(&self) -> Option<&[u8]> {
         Some(self.device.as_bytes())
     }
@@ -68,6 +75,9 @@ impl KafkaRecord for WindowResult {
 /// A full sequence without a model (the streaming part alone, for benchmarks): the newest
 /// window's means and the mean of the whole sequence.
 impl KafkaRecord for Sequence {
+    fn tracks_latency() -> bool {
+        true
+    }
     fn key(&self) -> Option<&[u8]> {
         Some(self.device.as_bytes())
     }
@@ -216,6 +226,11 @@ impl<D: KafkaRecord + 'static> KafkaSink for StreamVec<'_, Epoch, D> {
             failure: Arc::clone(&failure),
             topic: topic.to_owned(),
         };
+        let latency = metrics::histogram(
+            "flowcast_window_to_sink_seconds",
+            "Window close to hand-off to the Kafka producer",
+            &labels,
+        );
         let queue_full = metrics::counter(
             "flowcast_sink_backpressure_total",
             "Sends that waited for room",
@@ -247,7 +262,13 @@ impl<D: KafkaRecord + 'static> KafkaSink for StreamVec<'_, Epoch, D> {
             Pipeline,
             &format!("KafkaSink({topic})"),
             move |(input, frontier)| {
-                input.for_each(|_cap, data| {
+                input.for_each(|cap, data| {
+                    if D::tracks_latency()
+                        && let Some(elapsed) =
+                            cap.least().and_then(|e| super::latency::since_fired(*e))
+                    {
+                        latency.observe_us(elapsed.as_micros() as u64);
+                    }
                     let Some(producer) = &producer else {
                         data.clear();
                         return;

@@ -180,6 +180,9 @@ impl<'s> TumblingWindow<'s> for StreamVec<'s, Epoch, SourcedReading> {
                             wm = watermark.apply(m);
                         }
                         windows.advance(wm, &mut fired);
+                        if !fired.is_empty() {
+                            super::latency::mark_fired(*s.cap.time());
+                        }
                         fired_count.add(fired.len() as u64);
                         session.give_iterator(fired.drain(..).map(WindowEvent::Fired));
                         if wm > i64::MIN && wm < i64::MAX {
