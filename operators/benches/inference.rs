@@ -97,14 +97,15 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e6
 }
 
-/// Batch-1 latency percentiles and the batch-1024 throughput ratio, by plain timing loops.
-fn targets() {
+/// Batch-1 latency percentiles and the batch-1024 throughput ratio, by plain timing loops;
+/// `calls` batch-1 calls and `rounds` rounds of batch 1024.
+fn targets(calls: usize, rounds: u32) {
     let s = setup();
     let one = sequences(1);
     for _ in 0..200 {
         s.forecaster.forecast(&one).expect("warm up");
     }
-    let mut lat: Vec<Duration> = (0..20_000)
+    let mut lat: Vec<Duration> = (0..calls)
         .map(|_| {
             let start = Instant::now();
             black_box(s.forecaster.forecast(black_box(&one)).expect("forecast"));
@@ -126,7 +127,7 @@ fn targets() {
     let input = normalised_tensor(&s.forecaster, &seqs);
     let (mut ours, mut bare) = (Duration::ZERO, Duration::ZERO);
     // Alternate the two so that a noisy neighbour slows both alike.
-    for _ in 0..60 {
+    for _ in 0..rounds {
         let start = Instant::now();
         black_box(s.forecaster.forecast(black_box(&seqs)).expect("forecast"));
         ours += start.elapsed();
@@ -134,7 +135,7 @@ fn targets() {
         let _ = black_box(bare_forward(&s.bare, black_box(&input)));
         bare += start.elapsed();
     }
-    let rate = |d: Duration| 60.0 * 1024.0 / d.as_secs_f64();
+    let rate = |d: Duration| f64::from(rounds) * 1024.0 / d.as_secs_f64();
     println!(
         "batch 1024, 1 thread: Forecaster {:.0} forecasts/s, bare forward {:.0} forecasts/s, \
          ratio {:.3}",
@@ -149,5 +150,13 @@ criterion_group!(benches, batched);
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    targets();
+    // As criterion: `cargo bench` passes --bench; `cargo test --benches` (CI) does not, and then
+    // the loops only run briefly, to test that they work.
+    let args: Vec<String> = std::env::args().collect();
+    let bench = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
+    if bench {
+        targets(20_000, 60)
+    } else {
+        targets(100, 2)
+    }
 }

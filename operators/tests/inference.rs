@@ -120,6 +120,7 @@ fn rust_output_equals_pytorch_fixture_outputs() {
     // Our module on the raw inputs: normalise, forward, de-normalise.
     let forecasts = forecaster.forecast(&fx.inputs).expect("forecast");
     let diff = max_abs_diff(&forecasts, &fx.forecasts);
+    println!("max |Rust - PyTorch|: bare module {bare_diff:e}, Forecaster {diff:e}");
     assert!(
         diff <= TOLERANCE,
         "Forecaster differs from PyTorch by {diff}"
