@@ -63,7 +63,13 @@ fn recorded_input(shuffle: bool) -> Vec<(Option<String>, Vec<u8>)> {
     out
 }
 
+const PERSISTENCE: &str = "kind = \"persistence\"";
+
 fn spec_text(brokers: &str, topic: &str, out: &str) -> String {
+    spec_with_model(brokers, topic, out, PERSISTENCE)
+}
+
+fn spec_with_model(brokers: &str, topic: &str, out: &str, model: &str) -> String {
     format!(
         r#"
 name = "{out}"
@@ -86,7 +92,7 @@ allowed-lateness = "0s"
 [sequence]
 length = 60
 [model]
-kind = "persistence"
+{model}
 [[sinks]]
 type = "kafka"
 topic = "{out}-pred"
@@ -191,8 +197,11 @@ fn check_outputs(brokers: &str, out: &str, expected: &reference::Output, what: &
 }
 
 fn run_in_process(brokers: &str, topic: &str, out: &str, workers: usize) {
-    let spec =
-        JobSpec::parse(&spec_text(brokers, topic, out), Path::new("test.toml")).expect("spec");
+    run_spec(&spec_text(brokers, topic, out), workers);
+}
+
+fn run_spec(text: &str, workers: usize) {
+    let spec = JobSpec::parse(text, Path::new("test.toml")).expect("spec");
     runtime::run(
         &spec,
         &Execution::threads(workers),
@@ -202,18 +211,23 @@ fn run_in_process(brokers: &str, topic: &str, out: &str, workers: usize) {
 }
 
 fn prepare(shuffle: bool) -> (String, String, reference::Output) {
-    let brokers = flowcast_tests::brokers();
-    let topic = flowcast_tests::unique_topic("DHT11");
-    kafka::create_topic(&brokers, &topic, 3);
-    kafka::produce(&brokers, &topic, &recorded_input(shuffle));
-    let input = as_input(&kafka::read_all(&brokers, &topic));
-    let expected = reference::run(&input, &params(), &|s| s[s.len() - 1]);
+    let (brokers, topic, input) = produce_input(shuffle);
+    let expected = reference::run(&input, &params(), &reference::persistence);
     assert!(
         expected.predictions.len() > 5000,
         "the input yields predictions"
     );
     assert!(expected.dead.len() >= 5, "the input has bad records");
     (brokers, topic, expected)
+}
+
+fn produce_input(shuffle: bool) -> (String, String, Vec<InputRecord>) {
+    let brokers = flowcast_tests::brokers();
+    let topic = flowcast_tests::unique_topic("DHT11");
+    kafka::create_topic(&brokers, &topic, 3);
+    kafka::produce(&brokers, &topic, &recorded_input(shuffle));
+    let input = as_input(&kafka::read_all(&brokers, &topic));
+    (brokers, topic, input)
 }
 
 #[test]
@@ -272,4 +286,71 @@ fn job_matches_reference_as_two_processes() {
     }
     check_outputs(&brokers, &out, &expected, "2 processes");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The reference's LSTM: the committed TorchScript artifact called through tch directly,
+/// with the normalisation read from its metadata — not through the engine's inference code.
+fn reference_lstm(seqs: &[Vec<[f64; 2]>]) -> Vec<[f64; 2]> {
+    tch::set_num_threads(1);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("dht11_lstm.json")).expect("metadata"))
+            .expect("json");
+    let stat =
+        |k: &str, i: usize| meta["normalisation"][k][i].as_f64().expect("normalisation") as f32;
+    let (mean, std) = (
+        [stat("mean", 0), stat("mean", 1)],
+        [stat("std", 0), stat("std", 1)],
+    );
+    let model = tch::CModule::load(dir.join("dht11_lstm.pt")).expect("load model");
+    let n = seqs.len();
+    let len = seqs[0].len();
+    let flat: Vec<f32> = seqs
+        .iter()
+        .flat_map(|s| {
+            s.iter().flat_map(|v| {
+                [
+                    (v[0] as f32 - mean[0]) / std[0],
+                    (v[1] as f32 - mean[1]) / std[1],
+                ]
+            })
+        })
+        .collect();
+    let x = tch::Tensor::from_slice(&flat).view([n as i64, len as i64, 2]);
+    let y = tch::no_grad(|| model.forward_ts(&[x])).expect("forward");
+    let y: Vec<f32> = Vec::<f32>::try_from(y.flatten(0, -1)).expect("output");
+    y.chunks(2)
+        .map(|c| {
+            [
+                f64::from(c[0] * std[0] + mean[0]),
+                f64::from(c[1] * std[1] + mean[1]),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn job_with_the_lstm_matches_reference() {
+    let (brokers, topic, input) = produce_input(false);
+    let expected = reference::run(&input, &params(), &reference_lstm);
+    let out = flowcast_tests::unique_topic("lstm");
+    let model = format!(
+        "kind = \"torchscript\"\npath = \"{}\"",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../models/dht11_lstm.pt")
+            .display()
+    );
+    run_spec(&spec_with_model(&brokers, &topic, &out, &model), 2);
+    check_outputs(&brokers, &out, &expected, "LSTM, 2 workers");
+    // A forecast is not the persistence forecast: the model is really in the loop.
+    let persistence = reference::run(&input, &params(), &reference::persistence);
+    let differ = expected
+        .predictions
+        .iter()
+        .filter(|(k, e)| (e.predicted[0] - persistence.predictions[*k].predicted[0]).abs() > 1e-3)
+        .count();
+    assert!(
+        differ > expected.predictions.len() / 2,
+        "the LSTM's forecasts differ from persistence"
+    );
 }

@@ -92,12 +92,16 @@ fn validate(r: &InputRecord, p: &Params) -> Result<(String, i64, f64, f64), &'st
     Ok((device, (time * 1000.0).round() as i64, t, h))
 }
 
-/// Runs the reference pipeline; `forecast` maps a sequence (oldest first) to the forecast.
-pub fn run(
-    input: &[InputRecord],
-    p: &Params,
-    forecast: &dyn Fn(&[[f64; 2]]) -> [f64; 2],
-) -> Output {
+/// A forecaster for the reference: all sequences (oldest window first) in, one forecast each out.
+pub type BatchForecast<'a> = &'a dyn Fn(&[Vec<[f64; 2]>]) -> Vec<[f64; 2]>;
+
+/// The persistence forecast: next window = last window.
+pub fn persistence(seqs: &[Vec<[f64; 2]>]) -> Vec<[f64; 2]> {
+    seqs.iter().map(|s| s[s.len() - 1]).collect()
+}
+
+/// Runs the reference pipeline.
+pub fn run(input: &[InputRecord], p: &Params, forecast: BatchForecast<'_>) -> Output {
     let mut out = Output::default();
     // device → window start → (sum t, sum h, n)
     let mut windows: BTreeMap<String, BTreeMap<i64, (f64, f64, u64)>> = BTreeMap::new();
@@ -119,6 +123,8 @@ pub fn run(
             }
         }
     }
+    let mut keys = Vec::new();
+    let mut seqs = Vec::new();
     for (device, ws) in windows {
         let means: Vec<(i64, [f64; 2])> = ws
             .into_iter()
@@ -126,20 +132,31 @@ pub fn run(
             .collect();
         for i in (p.seq_len - 1)..means.len() {
             // The model sees single-precision values, as the engine's ring stores them.
-            let seq: Vec<[f64; 2]> = means[i + 1 - p.seq_len..=i]
-                .iter()
-                .map(|(_, m)| [f64::from(m[0] as f32), f64::from(m[1] as f32)])
-                .collect();
-            let (start, observed) = means[i];
-            out.predictions.insert(
-                (device.clone(), start + p.window_ms),
-                Expected {
-                    observed,
-                    predicted: forecast(&seq),
-                    window_start: start,
-                },
+            seqs.push(
+                means[i + 1 - p.seq_len..=i]
+                    .iter()
+                    .map(|(_, m)| [f64::from(m[0] as f32), f64::from(m[1] as f32)])
+                    .collect::<Vec<_>>(),
             );
+            let (start, observed) = means[i];
+            keys.push((device.clone(), start, observed));
         }
+    }
+    let forecasts = if seqs.is_empty() {
+        Vec::new()
+    } else {
+        forecast(&seqs)
+    };
+    assert_eq!(forecasts.len(), keys.len(), "one forecast per sequence");
+    for ((device, start, observed), predicted) in keys.into_iter().zip(forecasts) {
+        out.predictions.insert(
+            (device, start + p.window_ms),
+            Expected {
+                observed,
+                predicted,
+                window_start: start,
+            },
+        );
     }
     out
 }
@@ -175,7 +192,7 @@ mod tests {
             rec(6, r#"{"time": 25, "humidity": 60}"#),
             rec(7, r#"{"time": 25, "temperature": "NaN", "humidity": 60}"#),
         ];
-        let out = run(&input, &p, &|s| s[s.len() - 1]);
+        let out = run(&input, &p, &persistence);
         let got: Vec<(i64, [f64; 2])> = out
             .predictions
             .iter()

@@ -148,7 +148,12 @@ impl Default for SequenceSpec {
 
 /// Which model forecasts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", tag = "kind")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    tag = "kind"
+)]
 pub enum ModelSpec {
     /// A TorchScript LSTM with its metadata JSON beside it (`x.pt` + `x.json`).
     Torchscript {
@@ -176,7 +181,12 @@ impl Default for ModelSpec {
 
 /// One sink of predictions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", tag = "type")]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    tag = "type"
+)]
 pub enum SinkSpec {
     /// A Kafka topic, key = device id, value = prediction JSON.
     Kafka {
