@@ -6,7 +6,8 @@
 //! - [`window`]: tumbling event-time windows keyed by device
 //! - [`sequence`]: the last N windows per device
 //! - [`forecast`]: batched forecasts of the next window
-//! - [`sink`]: Kafka and stdout sinks
+//!
+//! Sinks live in [`crate::sinks`], one folder each.
 //!
 //! Timely timestamps are epochs ([`Epoch`]): sources advance them on an interval, and an
 //! epoch is complete everywhere once the frontier passes it. Event time travels in the
@@ -16,7 +17,6 @@
 pub mod forecast;
 pub mod latency;
 pub mod sequence;
-pub mod sink;
 pub mod source;
 pub mod window;
 

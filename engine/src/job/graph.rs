@@ -10,7 +10,8 @@ use super::spec::{JobSpec, ModelSpec, SinkSpec, StartPosition, StopPosition};
 use crate::dataflow::Epoch;
 use crate::dataflow::forecast::{Forecast, Persistence, Predictor};
 use crate::dataflow::sequence::LastWindows;
-use crate::dataflow::sink::{KafkaSink, StdoutSink};
+use crate::sinks::kafka::KafkaSink;
+use crate::sinks::{self, SinkContext};
 use crate::dataflow::source::{Bounds, KafkaSourceConfig, kafka_source, split};
 use crate::dataflow::window::{TumblingWindow, WindowConfig};
 use crate::kafka::ClientSettings;
@@ -101,13 +102,9 @@ pub fn build(scope: Scope<'_, Epoch>, plan: &JobPlan, predictor: &PredictorFacto
             // of its last N windows) goes to the Kafka sinks.
             let sequences = windows.last_windows(&spec.name, spec.sequence.length);
             for sink in &spec.sinks {
-                if let SinkSpec::Kafka { topic, brokers } = sink {
-                    let s = brokers
-                        .as_ref()
-                        .map_or_else(|| settings.clone(), ClientSettings::new);
-                    sequences
-                        .clone()
-                        .kafka_sink(&spec.name, &s, topic, Arc::clone(&plan.failure));
+                if let SinkSpec::Kafka(k) = sink {
+                    let s = k.brokers.as_ref().map_or_else(|| settings.clone(), ClientSettings::new);
+                    sequences.clone().kafka_sink(&spec.name, &s, &k.topic, Arc::clone(&plan.failure));
                 }
             }
             return;
@@ -134,17 +131,13 @@ pub fn build(scope: Scope<'_, Epoch>, plan: &JobPlan, predictor: &PredictorFacto
         max_batch,
         window_ms,
     );
+    let ctx = SinkContext {
+        job: spec.name.clone(),
+        kafka: settings.clone(),
+        dead_letter_topic: spec.dead_letter_topic.clone(),
+        failure: Arc::clone(&plan.failure),
+    };
     for sink in &spec.sinks {
-        match sink {
-            SinkSpec::Kafka { topic, brokers } => {
-                let s = brokers
-                    .as_ref()
-                    .map_or_else(|| settings.clone(), ClientSettings::new);
-                predictions
-                    .clone()
-                    .kafka_sink(&spec.name, &s, topic, Arc::clone(&plan.failure));
-            }
-            SinkSpec::Stdout => predictions.clone().stdout_sink(),
-        }
+        sinks::attach(sink, predictions.clone(), &ctx);
     }
 }

@@ -4,6 +4,7 @@
 //! Every table refuses unknown keys, so a typo is an error naming the key; durations are
 //! human (`"30m"`, `"500ms"`). Defaults live in one place, the `Default` impls below.
 
+pub use crate::sinks::SinkSpec;
 use flowcast_operators::SensorKind;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -179,32 +180,11 @@ impl Default for ModelSpec {
     }
 }
 
-/// One sink of predictions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    rename_all = "kebab-case",
-    rename_all_fields = "kebab-case",
-    tag = "type"
-)]
-pub enum SinkSpec {
-    /// A Kafka topic, key = device id, value = prediction JSON.
-    Kafka {
-        /// Topic name.
-        topic: String,
-        /// Bootstrap servers; default: the source's.
-        #[serde(default)]
-        brokers: Option<String>,
-    },
-    /// Standard output, one JSON prediction per line (demos, debugging).
-    Stdout,
-}
-
 fn default_sinks() -> Vec<SinkSpec> {
-    vec![SinkSpec::Kafka {
+    vec![SinkSpec::Kafka(crate::sinks::kafka::KafkaSinkConfig {
         topic: "predicData".into(),
         brokers: None,
-    }]
+    })]
 }
 fn default_dead_letter_topic() -> String {
     "DHT11-dead-letter".into()

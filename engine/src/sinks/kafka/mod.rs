@@ -1,6 +1,6 @@
-//! Sinks: Kafka (predictions, dead letters, late records, window results) and stdout.
+//! The Kafka sink: predictions, dead letters, late records and (model off) sequences.
 //!
-//! The Kafka sink never drops: the producer is idempotent with `acks=all` and an unbounded
+//! It never drops: the producer is idempotent with `acks=all` and an unbounded
 //! delivery timeout, so librdkafka retries with backoff while the cluster is away; a full
 //! local queue blocks the worker (backpressure) instead of discarding. A delivery that
 //! fails for good (e.g. the topic is not authorised) fails the job, loudly. When the input
@@ -9,7 +9,7 @@
 //! Exactly-once (one transaction per epoch) comes with checkpoints; the epoch frontier this
 //! sink sees is where those commits will go.
 
-use super::{DeadLetter, Epoch, LateRecord};
+use crate::dataflow::{DeadLetter, Epoch, LateRecord};
 use crate::kafka::ClientSettings;
 use crate::metrics;
 use flowcast_operators::Prediction;
@@ -265,7 +265,7 @@ impl<D: KafkaRecord + 'static> KafkaSink for StreamVec<'_, Epoch, D> {
                 input.for_each(|cap, data| {
                     if D::tracks_latency()
                         && let Some(elapsed) =
-                            cap.least().and_then(|e| super::latency::since_fired(*e))
+                            cap.least().and_then(|e| crate::dataflow::latency::since_fired(*e))
                     {
                         latency.observe_us(elapsed.as_micros() as u64);
                     }
@@ -323,22 +323,20 @@ impl<D: KafkaRecord + 'static> KafkaSink for StreamVec<'_, Epoch, D> {
     }
 }
 
-/// Prints predictions as JSON lines.
-pub trait StdoutSink {
-    /// Prints each record on its own line.
-    fn stdout_sink(self);
+
+/// `type = "kafka"`: a Kafka topic, key = device id, value = prediction JSON.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KafkaSinkConfig {
+    /// Topic name.
+    pub topic: String,
+    /// Bootstrap servers; default: the source's.
+    #[serde(default)]
+    pub brokers: Option<String>,
 }
 
-impl StdoutSink for StreamVec<'_, Epoch, Prediction> {
-    fn stdout_sink(self) {
-        self.sink(Pipeline, "StdoutSink", |(input, _frontier)| {
-            input.for_each(|_cap, data| {
-                for p in data.drain(..) {
-                    if let Ok(line) = serde_json::to_string(&p) {
-                        println!("{line}");
-                    }
-                }
-            });
-        });
-    }
+/// Attaches a Kafka sink of predictions.
+pub fn attach(c: &KafkaSinkConfig, predictions: StreamVec<'_, Epoch, Prediction>, ctx: &super::SinkContext) {
+    let settings = c.brokers.as_ref().map_or_else(|| ctx.kafka.clone(), ClientSettings::new);
+    predictions.kafka_sink(&ctx.job, &settings, &c.topic, Arc::clone(&ctx.failure));
 }

@@ -1,0 +1,46 @@
+//! Sinks of predictions. Each sink is a folder here with its config struct and its
+//! operator; adding one is a folder plus one line in [`SinkSpec`] and one in [`attach`].
+//!
+//! - [`kafka`]: a Kafka topic (also used for dead letters and late records)
+//! - [`stdout`]: JSON lines on standard output
+
+pub mod kafka;
+pub mod stdout;
+
+use crate::dataflow::Epoch;
+use crate::kafka::ClientSettings;
+use flowcast_operators::Prediction;
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+use timely::dataflow::StreamVec;
+
+/// One sink of a job, selected by `type` in the job spec's `[[sinks]]` tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum SinkSpec {
+    /// A Kafka topic.
+    Kafka(kafka::KafkaSinkConfig),
+    /// Standard output.
+    Stdout(stdout::StdoutSinkConfig),
+}
+
+/// What every sink may need from the job.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    /// Job name (metrics label, client ids).
+    pub job: String,
+    /// The source cluster's settings (default for Kafka sinks).
+    pub kafka: ClientSettings,
+    /// The job's dead-letter topic, for records a sink refuses for good.
+    pub dead_letter_topic: String,
+    /// The first fatal error of the job.
+    pub failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Attaches the sink `spec` to a stream of predictions.
+pub fn attach(spec: &SinkSpec, predictions: StreamVec<'_, Epoch, Prediction>, ctx: &SinkContext) {
+    match spec {
+        SinkSpec::Kafka(c) => kafka::attach(c, predictions, ctx),
+        SinkSpec::Stdout(_) => stdout::StdoutSink::stdout_sink(predictions),
+    }
+}
