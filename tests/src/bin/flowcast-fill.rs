@@ -84,7 +84,9 @@ fn main() {
     for i in 0..args.readings {
         let d = (i % args.devices) as usize;
         let step = i / args.devices;
-        let t = base + step as f64 * args.period + (d as f64 * 0.37) % args.period;
+        // Devices report a little apart (under 30 s) so that, per partition, event time is
+        // out of order by less than the jobs' allowed out-of-orderness.
+        let t = base + step as f64 * args.period + (d as f64 * 0.37) % 30.0;
         let phase = (t % 86_400.0) / 86_400.0 * std::f64::consts::TAU;
         let temp = 21.0 + 3.0 * phase.sin() + (d % 7) as f64 * 0.5 + (next() - 0.5) * 0.4;
         let hum = 45.0 - 8.0 * phase.sin() + (d % 5) as f64 + (next() - 0.5) * 2.0;
