@@ -3,15 +3,20 @@
 #   - "test":   a three-broker KRaft Kafka cluster on 9092-9094 (the reference deployment)
 #   - "single": a one-broker KRaft Kafka on 9095
 #   - Mosquitto on 1883
+# Ports move with FLOWCAST_TEST_KAFKA_PORT, FLOWCAST_TEST_SINGLE_PORT, FLOWCAST_TEST_MQTT_PORT
+# (a Kafka node also uses its port + 100 for its controller).
 #
 #   deploy/services.sh start|stop
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+KAFKA_PORT="${FLOWCAST_TEST_KAFKA_PORT:-9092}"
+SINGLE_PORT="${FLOWCAST_TEST_SINGLE_PORT:-9095}"
+MQTT_PORT="${FLOWCAST_TEST_MQTT_PORT:-1883}"
 case "${1:-}" in
   start)
-    "$HERE/kafka/start.sh" --name test --brokers 3 --port 9092
-    "$HERE/kafka/start.sh" --name single --brokers 1 --port 9095
-    "$HERE/mosquitto/start.sh" --port 1883
+    "$HERE/kafka/start.sh" --name test --brokers 3 --port "$KAFKA_PORT"
+    "$HERE/kafka/start.sh" --name single --brokers 1 --port "$SINGLE_PORT"
+    "$HERE/mosquitto/start.sh" --port "$MQTT_PORT"
     ;;
   stop)
     rc=0

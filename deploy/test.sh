@@ -10,9 +10,10 @@ log() { printf '\033[1m[test]\033[0m %s\n' "$*" >&2; }
 deploy/setup.sh
 trap 'deploy/services.sh stop >&2 || true' EXIT
 deploy/services.sh start
-export FLOWCAST_TEST_BROKERS=127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094
-export FLOWCAST_TEST_SINGLE_BROKER=127.0.0.1:9095
-export FLOWCAST_TEST_MQTT=127.0.0.1:1883
+K="${FLOWCAST_TEST_KAFKA_PORT:-9092}"
+export FLOWCAST_TEST_BROKERS="127.0.0.1:$K,127.0.0.1:$((K + 1)),127.0.0.1:$((K + 2))"
+export FLOWCAST_TEST_SINGLE_BROKER="127.0.0.1:${FLOWCAST_TEST_SINGLE_PORT:-9095}"
+export FLOWCAST_TEST_MQTT="127.0.0.1:${FLOWCAST_TEST_MQTT_PORT:-1883}"
 
 log "cargo fmt --check"
 cargo fmt --all --check
