@@ -9,11 +9,32 @@ use crate::window::WindowResult;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 
-/// One device's ring: window starts and `[temperature, humidity]` means, oldest first.
+/// One device's ring, oldest first: the `[temperature, humidity]` means and, beside them,
+/// each window's distance in windows to the one before it (unused for the oldest;
+/// saturating at 65 535 windows, only revisions across such a silence would miss). Ten
+/// bytes a window plus the newest window's start.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Ring {
-    starts: VecDeque<EventTime>,
+    newest_start: EventTime,
     values: VecDeque<[f32; 2]>,
+    gaps: VecDeque<u16>,
+}
+
+impl Ring {
+    /// Index of the entry whose window starts at `start`, searching back from the newest.
+    fn find(&self, start: EventTime, length: EventTime) -> Option<usize> {
+        let mut at = self.newest_start;
+        for i in (0..self.values.len()).rev() {
+            if at == start {
+                return Some(i);
+            }
+            if at < start {
+                return None;
+            }
+            at -= EventTime::from(self.gaps[i]) * length;
+        }
+        None
+    }
 }
 
 /// A full sequence, ready for the model.
@@ -35,7 +56,7 @@ pub struct Sequence {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sequences {
     len: usize,
-    rings: HashMap<String, Ring>,
+    rings: HashMap<Box<str>, Ring>,
 }
 
 impl Sequences {
@@ -56,43 +77,45 @@ impl Sequences {
         self.rings.len()
     }
 
-    /// Bytes of ring storage per device when full (values and starts), for sizing.
-    pub fn bytes_per_full_ring(&self) -> usize {
-        self.len * (std::mem::size_of::<[f32; 2]>() + std::mem::size_of::<EventTime>())
-    }
-
     /// Adds a window result; returns the sequence to forecast from, if any.
     pub fn push(&mut self, w: &WindowResult) -> Option<Sequence> {
-        let ring = match self.rings.get_mut(&w.device) {
+        let length = (w.end - w.start).max(1);
+        let ring = match self.rings.get_mut(w.device.as_str()) {
             Some(r) => r,
-            None => self.rings.entry(w.device.clone()).or_insert_with(|| Ring {
-                starts: VecDeque::with_capacity(self.len),
-                values: VecDeque::with_capacity(self.len),
-            }),
+            None => self
+                .rings
+                .entry(w.device.as_str().into())
+                .or_insert_with(|| Ring {
+                    newest_start: w.start,
+                    values: VecDeque::with_capacity(self.len),
+                    gaps: VecDeque::with_capacity(self.len),
+                }),
         };
         let v = [w.temperature as f32, w.humidity as f32];
-        let newest = ring.starts.back().copied();
-        match newest {
-            Some(s) if w.start < s => {
-                // A revision of an older window: update it in place, emit nothing.
-                if let Ok(i) = ring.starts.binary_search(&w.start) {
-                    ring.values[i] = v;
-                }
-                return None;
+        if !ring.values.is_empty() && w.start < ring.newest_start {
+            // A revision of an older window: update it in place, emit nothing.
+            if let Some(i) = ring.find(w.start, length) {
+                ring.values[i] = v;
             }
-            Some(s) if w.start == s => {
-                if let Some(last) = ring.values.back_mut() {
-                    *last = v;
-                }
+            return None;
+        }
+        if !ring.values.is_empty() && w.start == ring.newest_start {
+            if let Some(last) = ring.values.back_mut() {
+                *last = v;
             }
-            _ => {
-                if ring.starts.len() == self.len {
-                    ring.starts.pop_front();
-                    ring.values.pop_front();
-                }
-                ring.starts.push_back(w.start);
-                ring.values.push_back(v);
+        } else {
+            let gap = if ring.values.is_empty() {
+                0
+            } else {
+                u16::try_from((w.start - ring.newest_start) / length).unwrap_or(u16::MAX)
+            };
+            if ring.values.len() == self.len {
+                ring.values.pop_front();
+                ring.gaps.pop_front();
             }
+            ring.values.push_back(v);
+            ring.gaps.push_back(gap);
+            ring.newest_start = w.start;
         }
         (ring.values.len() == self.len).then(|| Sequence {
             device: w.device.clone(),

@@ -15,9 +15,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 struct Sums {
     temperature: f64,
     humidity: f64,
-    count: u64,
+    count: u32,
+    revision: u16,
     fired: bool,
-    revision: u32,
 }
 
 /// The result of one window of one device.
@@ -54,16 +54,24 @@ pub enum Insert {
 }
 
 /// Tumbling windows of every device on one worker.
+///
+/// Devices are interned to dense ids so the indexes of pending and retained windows hold
+/// 12-byte keys, and each device's windows sit in a small vector (usually one open
+/// window): the per-device footprint stays small with many devices.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TumblingWindows {
     length: EventTime,
     lateness: EventTime,
     watermark: EventTime,
-    windows: HashMap<String, BTreeMap<EventTime, Sums>>,
+    ids: HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+    /// Per device id: (window start, sums), unordered, short.
+    windows: Vec<Vec<(EventTime, Sums)>>,
+    live_devices: usize,
     /// Windows not fired yet, by end: what the next watermark advance may fire.
-    pending: BTreeSet<(EventTime, String)>,
+    pending: BTreeSet<(EventTime, u32)>,
     /// Fired windows still kept for late updates, by `end + lateness`.
-    retained: BTreeSet<(EventTime, String, EventTime)>,
+    retained: BTreeSet<(EventTime, u32, EventTime)>,
 }
 
 impl TumblingWindows {
@@ -80,7 +88,10 @@ impl TumblingWindows {
             length: length_ms,
             lateness: lateness_ms,
             watermark: i64::MIN,
-            windows: HashMap::new(),
+            ids: HashMap::new(),
+            names: Vec::new(),
+            windows: Vec::new(),
+            live_devices: 0,
             pending: BTreeSet::new(),
             retained: BTreeSet::new(),
         }
@@ -98,7 +109,19 @@ impl TumblingWindows {
 
     /// Number of devices with open or retained windows.
     pub fn devices(&self) -> usize {
-        self.windows.len()
+        self.live_devices
+    }
+
+    fn id(&mut self, device: &str) -> u32 {
+        if let Some(id) = self.ids.get(device) {
+            return *id;
+        }
+        let id = self.names.len() as u32;
+        let name: Box<str> = device.into();
+        self.ids.insert(name.clone(), id);
+        self.names.push(name);
+        self.windows.push(Vec::new());
+        id
     }
 
     /// Adds one reading.
@@ -114,16 +137,26 @@ impl TumblingWindows {
         if end.saturating_add(self.lateness) <= self.watermark {
             return Insert::Late { window_end: end };
         }
-        let per_device = match self.windows.get_mut(device) {
-            Some(w) => w,
-            None => self.windows.entry(device.to_owned()).or_default(),
+        let id = self.id(device);
+        let slots = &mut self.windows[id as usize];
+        if slots.is_empty() {
+            self.live_devices += 1;
+        }
+        let i = match slots.iter().position(|(s, _)| *s == start) {
+            Some(i) => i,
+            None => {
+                // Usually the only open window: no spare capacity.
+                slots.reserve_exact(1);
+                slots.push((start, Sums::default()));
+                slots.len() - 1
+            }
         };
-        let sums = per_device.entry(start).or_default();
+        let sums = &mut slots[i].1;
         sums.temperature += temperature;
         sums.humidity += humidity;
         sums.count += 1;
         if sums.fired {
-            sums.revision += 1;
+            sums.revision = sums.revision.saturating_add(1);
             let s = *sums;
             Insert::Updated(result(device, start, end, &s))
         } else if end <= self.watermark {
@@ -133,17 +166,17 @@ impl TumblingWindows {
             sums.fired = true;
             let s = *sums;
             self.retained
-                .insert((end.saturating_add(self.lateness), device.to_owned(), start));
+                .insert((end.saturating_add(self.lateness), id, start));
             Insert::Updated(result(device, start, end, &s))
         } else {
             if sums.count == 1 {
-                self.pending.insert((end, device.to_owned()));
+                self.pending.insert((end, id));
             }
             Insert::Added
         }
     }
 
-    /// Advances the watermark: returns the windows that fire, ordered by (end, device),
+    /// Advances the watermark: returns the windows that fire, ordered by (end, device id),
     /// and purges windows whose allowed lateness has passed.
     pub fn advance(&mut self, watermark: EventTime, fired: &mut Vec<WindowResult>) {
         if watermark <= self.watermark {
@@ -154,37 +187,36 @@ impl TumblingWindows {
             if *end > watermark {
                 break;
             }
-            let Some((end, device)) = self.pending.pop_first() else {
+            let Some((end, id)) = self.pending.pop_first() else {
                 break;
             };
             let start = end - self.length;
-            if let Some(s) = self
-                .windows
-                .get_mut(&device)
-                .and_then(|w| w.get_mut(&start))
+            if let Some((_, s)) = self.windows[id as usize]
+                .iter_mut()
+                .find(|(st, _)| *st == start)
             {
                 s.fired = true;
-                fired.push(result(&device, start, end, s));
+                fired.push(result(&self.names[id as usize], start, end, s));
             }
             let purge_at = if watermark == MAX_WATERMARK {
                 end
             } else {
                 end.saturating_add(self.lateness)
             };
-            self.retained.insert((purge_at, device, start));
+            self.retained.insert((purge_at, id, start));
         }
         while let Some((purge_at, _, _)) = self.retained.first() {
             if *purge_at > watermark && watermark != MAX_WATERMARK {
                 break;
             }
-            let Some((_, device, start)) = self.retained.pop_first() else {
+            let Some((_, id, start)) = self.retained.pop_first() else {
                 break;
             };
-            if let Some(w) = self.windows.get_mut(&device) {
-                w.remove(&start);
-                if w.is_empty() {
-                    self.windows.remove(&device);
-                }
+            let slots = &mut self.windows[id as usize];
+            slots.retain(|(s, _)| *s != start);
+            if slots.is_empty() {
+                *slots = Vec::new();
+                self.live_devices -= 1;
             }
         }
     }
@@ -198,8 +230,8 @@ fn result(device: &str, start: EventTime, end: EventTime, s: &Sums) -> WindowRes
         end,
         temperature: s.temperature / n,
         humidity: s.humidity / n,
-        count: s.count,
-        revision: s.revision,
+        count: u64::from(s.count),
+        revision: u32::from(s.revision),
     }
 }
 

@@ -10,11 +10,11 @@ use super::spec::{JobSpec, ModelSpec, SinkSpec, StartPosition, StopPosition};
 use crate::dataflow::Epoch;
 use crate::dataflow::forecast::{Forecast, Persistence, Predictor};
 use crate::dataflow::sequence::LastWindows;
-use crate::sinks::kafka::KafkaSink;
-use crate::sinks::{self, SinkContext};
 use crate::dataflow::source::{Bounds, KafkaSourceConfig, kafka_source, split};
 use crate::dataflow::window::{TumblingWindow, WindowConfig};
 use crate::kafka::ClientSettings;
+use crate::sinks::kafka::KafkaSink;
+use crate::sinks::{self, SinkContext};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::Scope;
@@ -68,7 +68,6 @@ pub fn build(scope: Scope<'_, Epoch>, plan: &JobPlan, predictor: &PredictorFacto
             out_of_orderness_ms: spec.event_time.out_of_orderness.as_millis() as i64,
             idle_timeout_ms: spec.event_time.idle_timeout.as_millis() as u64,
             epoch_interval: spec.epoch_interval,
-            shutdown: Arc::clone(&plan.shutdown),
             failure: Arc::clone(&plan.failure),
         },
     );
@@ -103,8 +102,16 @@ pub fn build(scope: Scope<'_, Epoch>, plan: &JobPlan, predictor: &PredictorFacto
             let sequences = windows.last_windows(&spec.name, spec.sequence.length);
             for sink in &spec.sinks {
                 if let SinkSpec::Kafka(k) = sink {
-                    let s = k.brokers.as_ref().map_or_else(|| settings.clone(), ClientSettings::new);
-                    sequences.clone().kafka_sink(&spec.name, &s, &k.topic, Arc::clone(&plan.failure));
+                    let s = k
+                        .brokers
+                        .as_ref()
+                        .map_or_else(|| settings.clone(), ClientSettings::new);
+                    sequences.clone().kafka_sink(
+                        &spec.name,
+                        &s,
+                        &k.topic,
+                        Arc::clone(&plan.failure),
+                    );
                 }
             }
             return;

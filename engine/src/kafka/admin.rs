@@ -116,6 +116,8 @@ impl TopicAdmin {
         let client = settings
             .client_config()
             .set("socket.timeout.ms", timeout.as_millis().to_string())
+            // Describing a topic must not create it on brokers with auto-creation on.
+            .set("allow.auto.create.topics", "false")
             .create()?;
         Ok(TopicAdmin {
             client,

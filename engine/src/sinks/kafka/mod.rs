@@ -264,8 +264,9 @@ impl<D: KafkaRecord + 'static> KafkaSink for StreamVec<'_, Epoch, D> {
             move |(input, frontier)| {
                 input.for_each(|cap, data| {
                     if D::tracks_latency()
-                        && let Some(elapsed) =
-                            cap.least().and_then(|e| crate::dataflow::latency::since_fired(*e))
+                        && let Some(elapsed) = cap
+                            .least()
+                            .and_then(|e| crate::dataflow::latency::since_fired(*e))
                     {
                         latency.observe_us(elapsed.as_micros() as u64);
                     }
@@ -323,7 +324,6 @@ impl<D: KafkaRecord + 'static> KafkaSink for StreamVec<'_, Epoch, D> {
     }
 }
 
-
 /// `type = "kafka"`: a Kafka topic, key = device id, value = prediction JSON.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -336,7 +336,14 @@ pub struct KafkaSinkConfig {
 }
 
 /// Attaches a Kafka sink of predictions.
-pub fn attach(c: &KafkaSinkConfig, predictions: StreamVec<'_, Epoch, Prediction>, ctx: &super::SinkContext) {
-    let settings = c.brokers.as_ref().map_or_else(|| ctx.kafka.clone(), ClientSettings::new);
+pub fn attach(
+    c: &KafkaSinkConfig,
+    predictions: StreamVec<'_, Epoch, Prediction>,
+    ctx: &super::SinkContext,
+) {
+    let settings = c
+        .brokers
+        .as_ref()
+        .map_or_else(|| ctx.kafka.clone(), ClientSettings::new);
     predictions.kafka_sink(&ctx.job, &settings, &c.topic, Arc::clone(&ctx.failure));
 }
