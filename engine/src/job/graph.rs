@@ -68,6 +68,7 @@ pub fn build(scope: Scope<'_, Epoch>, plan: &JobPlan, predictor: &PredictorFacto
             out_of_orderness_ms: spec.event_time.out_of_orderness.as_millis() as i64,
             idle_timeout_ms: spec.event_time.idle_timeout.as_millis() as u64,
             epoch_interval: spec.epoch_interval,
+            shutdown: Arc::clone(&plan.shutdown),
             failure: Arc::clone(&plan.failure),
         },
     );
