@@ -8,7 +8,7 @@
 
 use crate::event_time::{EventTime, MAX_WATERMARK};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 /// Running sums of one device's window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
