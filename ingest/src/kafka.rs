@@ -24,6 +24,9 @@ pub fn producer_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
         .set("acks", "all")
         .set("message.timeout.ms", "0")
         .set("linger.ms", "5")
+        // Kafka's (Java) default key hash, as every Flowcast producer uses: a device's
+        // partition is the one Flink, the Java tools and the engine compute.
+        .set("partitioner", "murmur2_random")
         // Notice a broker that went away quickly and retry it without long back-offs.
         .set("reconnect.backoff.max.ms", "2000")
         .set("retry.backoff.max.ms", "2000");
@@ -55,6 +58,7 @@ mod tests {
         assert_eq!(c.get("enable.idempotence"), Some("true"));
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("message.timeout.ms"), Some("0"));
+        assert_eq!(c.get("partitioner"), Some("murmur2_random"));
         assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
         assert_eq!(c.get("sasl.password"), Some("s3cret"));
         k.secret_files
