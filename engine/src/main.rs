@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Administer Kafka topics.
     Topics(cli::topics::TopicsArgs),
+    /// The whole pipeline on one machine: replayed sensors, Kafka, the job, forecasts printed.
+    Demo(cli::demo::DemoArgs),
     /// Run a job (see jobs/dht11-forecast.toml).
     Run(cli::run::RunArgs),
     /// Print a topic's messages (partition/offset, key, value).
@@ -36,6 +38,7 @@ fn main() {
         Command::Topics(args) => cli::topics::run(args),
         Command::Tail(args) => cli::tail::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::Demo(args) => cli::demo::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

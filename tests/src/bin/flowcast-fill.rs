@@ -4,6 +4,7 @@
 //! humidity plus noise; readings go out in event-time order, keyed by device.
 //!
 //!   flowcast-fill --brokers 127.0.0.1:9092 --topic DHT11-bench --readings 5000000 --devices 10000
+//!   flowcast-fill ... --rate 100000 --start-time 1700000000   # paced, for latency runs
 
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -17,6 +18,8 @@ struct Args {
     devices: u64,
     period: f64,
     seed: u64,
+    rate: f64,
+    start: Option<f64>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -27,6 +30,8 @@ fn parse() -> Result<Args, String> {
         devices: 1000,
         period: 240.0,
         seed: 42,
+        rate: 0.0,
+        start: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -39,6 +44,8 @@ fn parse() -> Result<Args, String> {
             "--devices" => a.devices = num(&v)?.max(1),
             "--period-secs" => a.period = v.parse().map_err(|e| format!("{k}: {e}"))?,
             "--seed" => a.seed = num(&v)?,
+            "--rate" => a.rate = v.parse().map_err(|e| format!("{k}: {e}"))?,
+            "--start-time" => a.start = Some(v.parse().map_err(|e| format!("{k}: {e}"))?),
             _ => return Err(format!("unknown argument {k}")),
         }
     }
@@ -78,10 +85,17 @@ fn main() {
         rng ^= rng << 17;
         (rng >> 11) as f64 / (1u64 << 53) as f64
     };
-    let base = 1_700_000_000.0 - 1_700_000_000.0 % 86_400.0;
+    let base = args.start.unwrap_or(1_700_000_000.0 - 1_700_000_000.0 % 86_400.0);
     let devices: Vec<String> = (0..args.devices).map(|d| format!("dev-{d:05}")).collect();
     let mut value = Vec::with_capacity(128);
     for i in 0..args.readings {
+        // Pacing (a load generator's, for latency runs): stay on `rate` readings/s.
+        if args.rate > 0.0 && i % 1000 == 0 {
+            let due = Duration::from_secs_f64(i as f64 / args.rate);
+            if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
         let d = (i % args.devices) as usize;
         let step = i / args.devices;
         // Devices report a little apart (under 30 s) so that, per partition, event time is

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Latency benchmark of the Flowcast job: a live stream, not a drain. The job runs as a
+# stream (start = latest) while flowcast-fill produces at a steady rate for 10 000 devices
+# (one reading per device every 4 simulated minutes, so a 30-minute window closes for all
+# devices every ~0.75 s of wall time at 100 k readings/s). The job's summary reports the
+# window close → Kafka producer hand-off quantiles (p50/p99, bucket upper bounds) and the
+# model's time per batch, so the target "p99 ≤ 20 ms plus the model's batch time" can be
+# read off directly.
+#
+#   tests/bench/latency.sh [RATE] [SECONDS] [MODEL]      # default 100000 30 torchscript
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$REPO"
+RATE="${1:-100000}"
+SECS="${2:-30}"
+MODEL="${3:-torchscript}"
+PORT="${FLOWCAST_BENCH_PORT:-9300}"
+BROKERS="127.0.0.1:$PORT"
+deploy/setup.sh
+cargo build --release -q -p flowcast-engine -p flowcast-tests --bin flowcast --bin flowcast-fill
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
+trap 'deploy/kafka/stop.sh --name latency >&2 || true' EXIT
+deploy/kafka/start.sh --name latency --port "$PORT"
+TOPIC="DHT11-live"
+"$BIN/flowcast" topics create "$TOPIC" --partitions 3 --brokers "$BROKERS"
+WORK="$(mktemp -d)"
+case "$MODEL" in
+  torchscript) model_toml="kind = \"torchscript\"
+path = \"$REPO/models/dht11_lstm.pt\"" ;;
+  *) model_toml="kind = \"$MODEL\"" ;;
+esac
+cat > "$WORK/job.toml" <<TOML
+name = "latency-$MODEL"
+epoch-interval = "20ms"
+[source]
+brokers = "$BROKERS"
+topic = "$TOPIC"
+start = "earliest"
+[event-time]
+field = "time"
+out-of-orderness = "30s"
+idle-timeout = "10s"
+[window]
+length = "30m"
+allowed-lateness = "0s"
+[sequence]
+length = 60
+[model]
+$model_toml
+[[sinks]]
+type = "kafka"
+topic = "latency-out"
+TOML
+"$BIN/flowcast" run "$WORK/job.toml" --workers 1 > "$WORK/summary" 2> "$WORK/job.log" &
+JOB=$!
+"$BIN/flowcast-fill" --brokers "$BROKERS" --topic "$TOPIC" --devices 10000 \
+  --readings "$((RATE * SECS))" --rate "$RATE" --period-secs 240
+kill -TERM "$JOB"
+wait "$JOB" || true
+echo "rate=$RATE/s for ${SECS}s, 10000 devices, model=$MODEL, 1 worker:"
+cat "$WORK/summary"
