@@ -18,14 +18,25 @@ fn demo_prints_forecasts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "demo failed: {stderr}");
     let forecasts: Vec<&str> = stdout.lines().filter(|l| l.starts_with("room-")).collect();
-    assert!(forecasts.len() >= 40, "{} forecasts:\n{stdout}\n{stderr}", forecasts.len());
+    assert!(
+        forecasts.len() >= 40,
+        "{} forecasts:\n{stdout}\n{stderr}",
+        forecasts.len()
+    );
     for line in &forecasts {
         // device, date, time, observed t / h, forecast t / h, model id
         let fields: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(fields.len(), 10, "{line}");
         let t: f64 = fields[6].parse().expect("forecast temperature");
-        assert!((10.0..35.0).contains(&t), "implausible indoor forecast: {line}");
+        assert!(
+            (10.0..35.0).contains(&t),
+            "implausible indoor forecast: {line}"
+        );
         assert!(fields[9].starts_with("dht11_lstm-"), "{line}");
     }
-    eprintln!("demo printed {} forecasts in {:?}", forecasts.len(), started.elapsed());
+    eprintln!(
+        "demo printed {} forecasts in {:?}",
+        forecasts.len(),
+        started.elapsed()
+    );
 }

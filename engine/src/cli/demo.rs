@@ -48,7 +48,10 @@ const PREDICTIONS: &str = "predicData";
 
 /// Runs `flowcast demo`.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.days > 0.0 && args.speed >= 0.0, "--days must be positive, --speed not negative");
+    anyhow::ensure!(
+        args.days > 0.0 && args.speed >= 0.0,
+        "--days must be positive, --speed not negative"
+    );
     anyhow::ensure!(
         args.model.exists(),
         "model {} not found: run the demo from the repository root or pass --model",
@@ -72,7 +75,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if mock.is_none() {
         let admin = TopicAdmin::new(&ClientSettings::new(&brokers), Duration::from_secs(15))?;
         for t in [READINGS, PREDICTIONS] {
-            match admin.create(&TopicSpec { name: t.into(), partitions: 3, replication_factor: 1, configs: vec![] }) {
+            match admin.create(&TopicSpec {
+                name: t.into(),
+                partitions: 3,
+                replication_factor: 1,
+                configs: vec![],
+            }) {
                 Ok(()) | Err(crate::kafka::AdminError::TopicExists(_)) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -99,10 +107,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let ingest_stop = flowcast_ingest::Shutdown::new();
     let ingest_thread = {
         let stop = ingest_stop.clone();
-        std::thread::Builder::new().name("demo-sensors".into()).spawn(move || {
-            let metrics = Arc::new(flowcast_ingest::Metrics::new("replay"));
-            flowcast_ingest::run(&ingest, stop, metrics)
-        })?
+        std::thread::Builder::new()
+            .name("demo-sensors".into())
+            .spawn(move || {
+                let metrics = Arc::new(flowcast_ingest::Metrics::new("replay"));
+                flowcast_ingest::run(&ingest, stop, metrics)
+            })?
     };
 
     // The job.
@@ -116,8 +126,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     spec.source.stop = StopPosition::Never;
     spec.source.sensor = SensorKind::Dht22;
     spec.event_time.idle_timeout = Duration::from_secs(5);
-    spec.model = ModelSpec::Torchscript { path: args.model.clone(), max_batch: 1024 };
-    spec.sinks = vec![SinkSpec::Kafka(KafkaSinkConfig { topic: PREDICTIONS.into(), brokers: None })];
+    spec.model = ModelSpec::Torchscript {
+        path: args.model.clone(),
+        max_batch: 1024,
+    };
+    spec.sinks = vec![SinkSpec::Kafka(KafkaSinkConfig {
+        topic: PREDICTIONS.into(),
+        brokers: None,
+    })];
     let job_stop = Arc::new(AtomicBool::new(false));
     let job_thread = {
         let (spec, flag, workers) = (spec.clone(), Arc::clone(&job_stop), args.workers);
@@ -130,8 +146,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let printed = print_predictions(&brokers, &args, &stop, &ingest_thread)?;
     ingest_stop.trigger();
     job_stop.store(true, Ordering::SeqCst);
-    let ingest_result = ingest_thread.join().map_err(|_| anyhow::anyhow!("the sensor thread panicked"))?;
-    let job_result = job_thread.join().map_err(|_| anyhow::anyhow!("the job thread panicked"))?;
+    let ingest_result = ingest_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the sensor thread panicked"))?;
+    let job_result = job_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the job thread panicked"))?;
     let _ = std::fs::remove_dir_all(&spool);
     drop(mock);
     ingest_result?;
@@ -160,9 +180,16 @@ fn print_predictions(
     let printed = AtomicU64::new(0);
     let started = Instant::now();
     let mut last = Instant::now();
-    println!("{:<8} {:<17} {:>18} {:>22}  model", "device", "window end (UTC)", "observed °C / %RH", "forecast next °C / %RH");
+    println!(
+        "{:<8} {:<17} {:>18} {:>22}  model",
+        "device", "window end (UTC)", "observed °C / %RH", "forecast next °C / %RH"
+    );
     loop {
-        if stop.load(Ordering::SeqCst) || args.max_predictions.is_some_and(|m| printed.load(Ordering::Relaxed) >= m) {
+        if stop.load(Ordering::SeqCst)
+            || args
+                .max_predictions
+                .is_some_and(|m| printed.load(Ordering::Relaxed) >= m)
+        {
             break;
         }
         // Once the replay is done, stop when forecasts have stopped coming.
@@ -172,9 +199,16 @@ fn print_predictions(
         if started.elapsed() > Duration::from_secs(600) {
             anyhow::bail!("the demo ran for 10 minutes without finishing");
         }
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
         let msg = msg?;
-        let Some(v) = msg.payload().and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok()) else { continue };
+        let Some(v) = msg
+            .payload()
+            .and_then(|p| serde_json::from_slice::<serde_json::Value>(p).ok())
+        else {
+            continue;
+        };
         last = Instant::now();
         printed.fetch_add(1, Ordering::Relaxed);
         let f = |x: &serde_json::Value| x.as_f64().unwrap_or(f64::NAN);
@@ -206,7 +240,11 @@ fn utc(secs: f64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 #[cfg(test)]

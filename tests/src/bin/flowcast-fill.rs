@@ -85,7 +85,9 @@ fn main() {
         rng ^= rng << 17;
         (rng >> 11) as f64 / (1u64 << 53) as f64
     };
-    let base = args.start.unwrap_or(1_700_000_000.0 - 1_700_000_000.0 % 86_400.0);
+    let base = args
+        .start
+        .unwrap_or(1_700_000_000.0 - 1_700_000_000.0 % 86_400.0);
     let devices: Vec<String> = (0..args.devices).map(|d| format!("dev-{d:05}")).collect();
     let mut value = Vec::with_capacity(128);
     for i in 0..args.readings {
