@@ -31,6 +31,9 @@ mkdir -p "$RUN"
     echo "allow_anonymous true"
   fi
   echo "persistence false"
+  # Started as root, mosquitto drops to user `mosquitto`, which cannot write the log in
+  # the run directory nor read a private password file: run as whoever started it.
+  echo "user $(id -un)"
   echo "log_dest file $RUN/mosquitto.log"
 } > "$RUN/mosquitto.conf"
 nohup "$BIN" -c "$RUN/mosquitto.conf" > "$RUN/mosquitto.out" 2>&1 < /dev/null &

@@ -11,6 +11,7 @@
 pub mod data;
 pub mod kafka;
 pub mod reference;
+pub mod thingsboard;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

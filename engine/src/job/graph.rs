@@ -144,6 +144,7 @@ pub fn build(scope: Scope<'_, Epoch>, plan: &JobPlan, predictor: &PredictorFacto
         kafka: settings.clone(),
         dead_letter_topic: spec.dead_letter_topic.clone(),
         failure: Arc::clone(&plan.failure),
+        shutdown: Arc::clone(&plan.shutdown),
     };
     for sink in &spec.sinks {
         sinks::attach(sink, predictions.clone(), &ctx);

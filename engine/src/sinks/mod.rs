@@ -3,14 +3,19 @@
 //!
 //! - [`kafka`]: a Kafka topic (also used for dead letters and late records)
 //! - [`stdout`]: JSON lines on standard output
+//! - [`thingsboard`]: ThingsBoard's device HTTP API
+//! - [`mqtt`]: ThingsBoard's MQTT device or gateway API
 
 pub mod kafka;
+pub mod mqtt;
 pub mod stdout;
+pub mod thingsboard;
 
 use crate::dataflow::Epoch;
 use crate::kafka::ClientSettings;
 use flowcast_operators::Prediction;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::StreamVec;
 
@@ -22,6 +27,10 @@ pub enum SinkSpec {
     Kafka(kafka::KafkaSinkConfig),
     /// Standard output.
     Stdout(stdout::StdoutSinkConfig),
+    /// ThingsBoard's device HTTP API.
+    Thingsboard(thingsboard::ThingsBoardSinkConfig),
+    /// ThingsBoard's MQTT API (device or gateway).
+    Mqtt(mqtt::MqttSinkConfig),
 }
 
 /// What every sink may need from the job.
@@ -35,6 +44,8 @@ pub struct SinkContext {
     pub dead_letter_topic: String,
     /// The first fatal error of the job.
     pub failure: Arc<Mutex<Option<String>>>,
+    /// Set to stop the job (a sink that cannot work at all).
+    pub shutdown: Arc<AtomicBool>,
 }
 
 /// Attaches the sink `spec` to a stream of predictions.
@@ -42,5 +53,7 @@ pub fn attach(spec: &SinkSpec, predictions: StreamVec<'_, Epoch, Prediction>, ct
     match spec {
         SinkSpec::Kafka(c) => kafka::attach(c, predictions, ctx),
         SinkSpec::Stdout(_) => stdout::StdoutSink::stdout_sink(predictions),
+        SinkSpec::Thingsboard(c) => thingsboard::attach(c, predictions, ctx),
+        SinkSpec::Mqtt(c) => mqtt::attach(c, predictions, ctx),
     }
 }

@@ -1,0 +1,139 @@
+//! The ThingsBoard HTTP sink: each prediction becomes telemetry of its device through
+//! the device API, `POST {url}/api/v1/{token}/telemetry`.
+//!
+//! - [`config`]: the `type = "thingsboard"` table
+//! - [`tokens`]: device → access token, from a secrets file or the environment
+//! - [`payload`]: telemetry JSON (client-side `ts` = the forecast window's end)
+//! - [`http`]: the HTTP client, with redacted errors
+//! - [`delivery`]: bounded queues, in-flight limit, retries, backoff, dead letters
+//! - [`breaker`]: the circuit breaker and the backoff
+//! - [`dead_letter`]: refused predictions to the dead-letter topic (shared with MQTT)
+//!
+//! Each timely worker runs its own delivery engine: predictions are keyed by device
+//! upstream, so a device's predictions all pass one worker and keep their order. The
+//! operator blocks the worker when the engine's queue is full (backpressure) and, when
+//! its input ends, waits until every prediction is delivered or dead-lettered.
+//!
+//! # Examples
+//!
+//! ```toml
+//! [[sinks]]
+//! type = "kafka"
+//! topic = "predicData"
+//!
+//! [[sinks]]
+//! type = "thingsboard"
+//! url = "http://127.0.0.1:8080"
+//! tokens-file = "/etc/flowcast/tb-tokens"
+//! ```
+
+pub mod breaker;
+pub mod config;
+pub mod dead_letter;
+pub mod delivery;
+pub mod error;
+pub mod http;
+pub mod payload;
+#[cfg(test)]
+mod tests;
+pub mod tokens;
+
+pub use config::ThingsBoardSinkConfig;
+pub use error::{Fault, TbError};
+
+use crate::dataflow::Epoch;
+use crate::kafka::ClientSettings;
+use dead_letter::KafkaDeadLetters;
+use delivery::{Delivery, Item};
+use flowcast_operators::Prediction;
+use std::sync::Arc;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::Operator;
+
+/// Starts a delivery engine for `c`: loads the tokens, builds the HTTP client and the
+/// dead-letter producer.
+pub fn start_delivery<T: Send + 'static>(
+    c: &ThingsBoardSinkConfig,
+    kafka: &ClientSettings,
+    dead_letter_topic: &str,
+    job: &str,
+    worker: usize,
+) -> Result<Delivery<T>, TbError> {
+    c.validate().map_err(TbError::Config)?;
+    let tokens = Arc::new(tokens::TokenStore::load(c.tokens_file.as_deref())?);
+    let transport = Arc::new(http::HttpTransport::new(
+        &c.url,
+        c.timeout,
+        c.max_in_flight,
+    )?);
+    let topic = c.dead_letter_topic.as_deref().unwrap_or(dead_letter_topic);
+    let dead = Arc::new(
+        KafkaDeadLetters::new(kafka, topic, &format!("flowcast-{job}-tb-dead-letters"))
+            .map_err(TbError::Config)?,
+    );
+    tracing::info!(job, worker, url = %transport.redacted_url(), "ThingsBoard sink started");
+    Delivery::start(c.delivery(), transport, tokens, dead, job, worker)
+}
+
+/// Delivers a stream of predictions to ThingsBoard.
+pub trait ThingsBoardSink {
+    /// Delivers every prediction; blocks the worker while the queue is full; flushes when
+    /// the stream ends.
+    fn thingsboard_sink(self, c: &ThingsBoardSinkConfig, ctx: &super::SinkContext);
+}
+
+impl ThingsBoardSink for StreamVec<'_, Epoch, Prediction> {
+    fn thingsboard_sink(self, c: &ThingsBoardSinkConfig, ctx: &super::SinkContext) {
+        let worker = self.scope().index();
+        let delivery =
+            match start_delivery::<()>(c, &ctx.kafka, &ctx.dead_letter_topic, &ctx.job, worker) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::error!(job = %ctx.job, "cannot start the ThingsBoard sink: {e}");
+                    ctx.failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e.to_string());
+                    ctx.shutdown
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    None
+                }
+            };
+        let mut flushed = false;
+        self.sink(Pipeline, "ThingsBoardSink", move |(input, frontier)| {
+            input.for_each(|_cap, data| {
+                let Some(d) = &delivery else {
+                    // The job is failing (see above); nothing can be delivered.
+                    data.clear();
+                    return;
+                };
+                for p in data.drain(..) {
+                    let raw = serde_json::to_vec(&p).unwrap_or_default();
+                    d.submit(Item {
+                        prediction: p,
+                        raw,
+                        tag: (),
+                    });
+                }
+                // Tags are unused here; keep the completion list from growing.
+                d.take_completed();
+            });
+            if frontier.is_empty() && !flushed {
+                flushed = true;
+                if let Some(d) = &delivery {
+                    d.flush();
+                }
+            }
+        });
+    }
+}
+
+/// Attaches a ThingsBoard sink of predictions.
+pub fn attach(
+    c: &ThingsBoardSinkConfig,
+    predictions: StreamVec<'_, Epoch, Prediction>,
+    ctx: &super::SinkContext,
+) {
+    predictions.thingsboard_sink(c, ctx);
+}
