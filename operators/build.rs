@@ -12,6 +12,9 @@ fn main() {
     if let (true, Some(dir)) = (links_tch, std::env::var_os("LIBTORCH"))
         && let Ok(dir) = std::fs::canonicalize(&dir)
     {
-        println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.join("lib").display());
+        println!(
+            "cargo:rustc-link-arg=-Wl,-rpath,{}",
+            dir.join("lib").display()
+        );
     }
 }
