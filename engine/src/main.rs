@@ -24,6 +24,8 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Print a topic's messages (partition/offset, key, value).
     Tail(cli::tail::TailArgs),
+    /// Deliver a predictions topic to ThingsBoard (consumer group, commits after delivery).
+    TbBridge(cli::tb_bridge::TbBridgeArgs),
 }
 
 fn main() {
@@ -39,6 +41,7 @@ fn main() {
         Command::Tail(args) => cli::tail::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Demo(args) => cli::demo::run(args),
+        Command::TbBridge(args) => cli::tb_bridge::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

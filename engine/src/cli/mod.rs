@@ -3,4 +3,5 @@
 pub mod demo;
 pub mod run;
 pub mod tail;
+pub mod tb_bridge;
 pub mod topics;

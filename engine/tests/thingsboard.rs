@@ -1,0 +1,492 @@
+//! The ThingsBoard sink and `flowcast tb-bridge` against the ThingsBoard test server
+//! (`flowcast_tests::thingsboard`) and the real Kafka cluster:
+//!
+//! - the job writes to Kafka and ThingsBoard at once; ThingsBoard goes down in the middle
+//!   of the stream; once it is back, every prediction of the Kafka output is in
+//!   ThingsBoard, with the values the Kafka output has;
+//! - with a token ThingsBoard does not know, the dead-letter topic holds every prediction
+//!   of that device, with the 401 and the body, and the others still arrive;
+//! - the bridge delivers `predicData` and commits only what was delivered: stopped during
+//!   an outage, it commits nothing past the outage, and a second run delivers the rest;
+//! - no token ever shows in a log line (captured at DEBUG, the `log` crate's records of
+//!   librdkafka and rumqttc included), a metric, or a dead letter's headers.
+
+use flowcast_engine::cli::tb_bridge::{self, BridgeConfig};
+use flowcast_engine::job::JobSpec;
+use flowcast_engine::kafka::ClientSettings;
+use flowcast_engine::kafka::partitioner::partition_for_key;
+use flowcast_engine::metrics;
+use flowcast_engine::runtime::{self, Execution};
+use flowcast_engine::sinks::thingsboard::ThingsBoardSinkConfig;
+use flowcast_operators::Prediction;
+use flowcast_tests::kafka::{self, Record};
+use flowcast_tests::thingsboard::TbServer;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const BASE: f64 = 1_700_000_040.0 - 1_700_000_040.0 % 60.0;
+
+/// Every log line of this test binary, from the first call on.
+fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buf);
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || LogWriter(Arc::clone(&sink)))
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Fails if a token shows in the logs, the metrics or dead letters' headers.
+fn assert_no_token_leaks(tokens: &[&str], dead_letters: &[Record]) {
+    let logs = String::from_utf8_lossy(&logs().lock().expect("logs")).into_owned();
+    assert!(!logs.is_empty(), "logs were captured");
+    let rendered = metrics::render();
+    for t in tokens {
+        assert!(!logs.contains(t), "a token leaked into the logs");
+        assert!(!rendered.contains(t), "a token leaked into the metrics");
+        for r in dead_letters {
+            assert!(
+                r.headers.values().all(|v| !v.contains(t)),
+                "a token leaked into dead-letter headers"
+            );
+        }
+    }
+}
+
+/// A fresh random-looking token.
+fn token(tag: &str) -> String {
+    format!(
+        "{tag}{}",
+        flowcast_tests::unique_topic("Tk").replace('-', "x")
+    )
+}
+
+/// One device name per partition `0..3` of a 3-partition topic.
+fn device_on(partition: i32) -> String {
+    (0..)
+        .map(|i| format!("dev-{i}"))
+        .find(|d| partition_for_key(d.as_bytes(), 3) == partition)
+        .expect("some key hashes to each partition")
+}
+
+/// Readings of `devices` every 10 s over `[from, to)` seconds after BASE.
+fn readings(devices: &[String], from: u32, to: u32) -> Vec<(Option<String>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for d in devices {
+        for s in (from..to).step_by(10) {
+            let t = BASE + f64::from(s);
+            let v = serde_json::json!({"time": t, "temperature": 20.0 + f64::from(s % 70) / 10.0,
+                "humidity": 40.0 + f64::from(s % 30) / 10.0, "device": d});
+            out.push((Some(d.clone()), serde_json::to_vec(&v).expect("json")));
+        }
+    }
+    out
+}
+
+fn tokens_file(entries: &[(&str, &str)]) -> PathBuf {
+    let path = std::env::temp_dir().join(flowcast_tests::unique_topic("tb-tokens"));
+    let mut f = std::fs::File::create(&path).expect("tokens file");
+    for (d, t) in entries {
+        writeln!(f, "{d} = \"{t}\"").expect("write");
+    }
+    path
+}
+
+fn job_spec(name: &str, brokers: &str, topic: &str, stop: &str, tb: &str) -> JobSpec {
+    let text = format!(
+        r#"
+name = "{name}"
+dead-letter-topic = "{name}-dead"
+late-data-topic = "{name}-late"
+epoch-interval = "50ms"
+[source]
+brokers = "{brokers}"
+topic = "{topic}"
+stop = "{stop}"
+[event-time]
+field = "time"
+out-of-orderness = "10s"
+idle-timeout = "10m"
+[window]
+length = "1m"
+allowed-lateness = "0s"
+[sequence]
+length = 2
+[model]
+kind = "persistence"
+[[sinks]]
+type = "kafka"
+topic = "{name}-pred"
+[[sinks]]
+type = "thingsboard"
+{tb}
+"#
+    );
+    for suffix in ["dead", "late", "pred"] {
+        kafka::create_topic(brokers, &format!("{name}-{suffix}"), 3);
+    }
+    JobSpec::parse(&text, Path::new("test.toml")).expect("spec")
+}
+
+fn predictions(records: &[Record]) -> Vec<Prediction> {
+    records
+        .iter()
+        .map(|r| serde_json::from_slice(&r.value).expect("prediction json"))
+        .collect()
+}
+
+fn ts_ms(p: &Prediction) -> i64 {
+    (p.predicted.for_window_end * 1000.0).round() as i64
+}
+
+/// Checks that ThingsBoard stores exactly the Kafka output's predictions, with its values.
+fn assert_same(tb: &TbServer, kafka_out: &[Prediction]) {
+    let latest = tb.latest();
+    let want: BTreeMap<(String, i64), &Prediction> = kafka_out
+        .iter()
+        .map(|p| ((p.device.clone(), ts_ms(p)), p))
+        .collect();
+    assert_eq!(
+        want.len(),
+        kafka_out.len(),
+        "one prediction per device and window"
+    );
+    let got: Vec<_> = latest.keys().cloned().collect();
+    let expected: Vec<_> = want.keys().cloned().collect();
+    assert_eq!(got, expected, "ThingsBoard holds exactly the Kafka output");
+    for (k, p) in want {
+        let v = &latest[&k];
+        assert_eq!(
+            v["predicted_temperature"].as_f64(),
+            Some(p.predicted.temperature)
+        );
+        assert_eq!(v["predicted_humidity"].as_f64(), Some(p.predicted.humidity));
+        assert_eq!(
+            v["observed_temperature"].as_f64(),
+            Some(p.observed.temperature)
+        );
+        assert_eq!(v["observed_humidity"].as_f64(), Some(p.observed.humidity));
+        assert_eq!(v["model"].as_str(), Some(p.model.as_str()));
+    }
+}
+
+fn poll_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn thingsboard_down_mid_stream_loses_nothing() {
+    logs();
+    let brokers = flowcast_tests::brokers();
+    let topic = flowcast_tests::unique_topic("DHT11");
+    kafka::create_topic(&brokers, &topic, 3);
+    let devices: Vec<String> = (0..3).map(device_on).collect();
+    let tb = TbServer::start();
+    let toks: Vec<String> = devices.iter().map(|_| token("ok")).collect();
+    for (d, t) in devices.iter().zip(&toks) {
+        tb.add_device(d, t);
+    }
+    let entries: Vec<(&str, &str)> = devices
+        .iter()
+        .map(String::as_str)
+        .zip(toks.iter().map(String::as_str))
+        .collect();
+    let file = tokens_file(&entries);
+    let name = flowcast_tests::unique_topic("tbjob");
+    let spec = job_spec(
+        &name,
+        &brokers,
+        &topic,
+        "never",
+        &format!(
+            "url = \"{}\"\ntokens-file = \"{}\"\ntimeout = \"2s\"\nmax-buffered = 4\n\
+             initial-backoff = \"50ms\"\nmax-backoff = \"1s\"\nbreaker-failures = 3\nbreaker-cooldown = \"200ms\"",
+            tb.url(),
+            file.display()
+        ),
+    );
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&shutdown);
+    let job = std::thread::spawn(move || runtime::run(&spec, &Execution::threads(2), flag));
+
+    // Phase 1: ten minutes of data; predictions reach ThingsBoard.
+    kafka::produce(&brokers, &topic, &readings(&devices, 0, 600));
+    let first = tb.wait_for_latest(24, Duration::from_secs(60)).len();
+    assert_eq!(first, 24, "phase 1: 8 predictions per device");
+
+    // ThingsBoard goes down; twenty more minutes of data arrive.
+    tb.outage();
+    kafka::produce(&brokers, &topic, &readings(&devices, 600, 1800));
+    poll_until("the circuit to open", Duration::from_secs(60), || {
+        metrics::total("flowcast_thingsboard_circuit_open", &name) > 0
+    });
+    poll_until(
+        "the sink's queue to fill (backpressure)",
+        Duration::from_secs(60),
+        || metrics::total("flowcast_thingsboard_backpressure_waits_total", &name) > 0,
+    );
+    assert_eq!(tb.latest().len(), 24, "nothing arrives while down");
+
+    // Back up: everything the job made arrives.
+    tb.restore();
+    let pred_topic = format!("{name}-pred");
+    poll_until(
+        "ThingsBoard to catch up with Kafka",
+        Duration::from_secs(120),
+        || {
+            let k = kafka::read_all(&brokers, &pred_topic).len();
+            k > 24 && tb.latest().len() == k
+        },
+    );
+    shutdown.store(true, Ordering::SeqCst);
+    job.join().expect("job thread").expect("job ends cleanly");
+
+    let out = predictions(&kafka::read_all(&brokers, &pred_topic));
+    assert!(
+        out.len() >= 24 + 3 * 20,
+        "phase 2 predictions: {}",
+        out.len()
+    );
+    assert_same(&tb, &out);
+    assert!(
+        tb.accepted().iter().all(|t| t.client_ts),
+        "every entry carries the client's ts"
+    );
+    assert!(metrics::total("flowcast_thingsboard_circuit_opened_total", &name) >= 1);
+    assert_eq!(
+        metrics::total("flowcast_thingsboard_circuit_open", &name),
+        0
+    );
+    assert_eq!(
+        metrics::total("flowcast_thingsboard_dead_letter_records_total", &name),
+        0
+    );
+    let refs: Vec<&str> = toks.iter().map(String::as_str).collect();
+    assert_no_token_leaks(&refs, &[]);
+    let text = String::from_utf8_lossy(&logs().lock().expect("logs")).into_owned();
+    assert!(text.contains("circuit open"), "the outage is logged");
+    assert!(
+        text.contains("/api/v1/***/telemetry"),
+        "errors name the URL, redacted"
+    );
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn a_bad_token_sends_every_prediction_to_the_dead_letter_topic_with_the_401() {
+    logs();
+    let brokers = flowcast_tests::brokers();
+    let topic = flowcast_tests::unique_topic("DHT11");
+    kafka::create_topic(&brokers, &topic, 3);
+    let devices: Vec<String> = (0..3).map(device_on).collect();
+    let tb = TbServer::start();
+    let good = [token("good"), token("good")];
+    let bad = token("bad");
+    tb.add_device(&devices[0], &good[0]);
+    tb.add_device(&devices[1], &good[1]);
+    // devices[2]'s token is unknown to ThingsBoard.
+    let file = tokens_file(&[
+        (&devices[0], &good[0]),
+        (&devices[1], &good[1]),
+        (&devices[2], &bad),
+    ]);
+    kafka::produce(&brokers, &topic, &readings(&devices, 0, 900));
+    let name = flowcast_tests::unique_topic("tbbad");
+    let spec = job_spec(
+        &name,
+        &brokers,
+        &topic,
+        "latest",
+        &format!(
+            "url = \"{}\"\ntokens-file = \"{}\"",
+            tb.url(),
+            file.display()
+        ),
+    );
+    runtime::run(
+        &spec,
+        &Execution::threads(2),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .expect("bounded run");
+
+    let out = predictions(&kafka::read_all(&brokers, &format!("{name}-pred")));
+    let (rejected, accepted): (Vec<Prediction>, Vec<Prediction>) =
+        out.into_iter().partition(|p| p.device == devices[2]);
+    assert!(!rejected.is_empty() && !accepted.is_empty());
+    assert_same(&tb, &accepted);
+    let dead = kafka::read_all(&brokers, &format!("{name}-dead"));
+    assert_eq!(
+        dead.len(),
+        rejected.len(),
+        "every rejected prediction, once"
+    );
+    let mut dead_preds = Vec::new();
+    for r in &dead {
+        assert_eq!(r.headers["flowcast.http-status"], "401");
+        assert_eq!(r.headers["flowcast.reason"], "thingsboard_rejected");
+        assert_eq!(r.headers["flowcast.sink"], "thingsboard");
+        assert!(r.headers.contains_key("flowcast.detail"));
+        assert_eq!(r.key.as_deref(), Some(devices[2].as_bytes()));
+        dead_preds
+            .push(serde_json::from_slice::<Prediction>(&r.value).expect("original prediction"));
+    }
+    let key = |p: &Prediction| ts_ms(p);
+    let mut want = rejected.clone();
+    want.sort_by_key(key);
+    dead_preds.sort_by_key(key);
+    assert_eq!(
+        dead_preds, want,
+        "the dead letters are the rejected predictions as they were"
+    );
+    assert!(tb.statuses().get(&401).copied().unwrap_or(0) > 0);
+    assert_no_token_leaks(&[&good[0], &good[1], &bad], &dead);
+    let _ = std::fs::remove_file(file);
+}
+
+fn bridge_config(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    tb: &TbServer,
+    file: &Path,
+) -> BridgeConfig {
+    let mut t = ThingsBoardSinkConfig::new(&tb.url());
+    t.tokens_file = Some(file.to_owned());
+    t.timeout = Duration::from_secs(2);
+    t.initial_backoff = Duration::from_millis(50);
+    t.max_backoff = Duration::from_millis(500);
+    t.breaker_cooldown = Duration::from_millis(100);
+    t.max_buffered = 16;
+    BridgeConfig {
+        kafka: ClientSettings::new(brokers),
+        topic: topic.to_owned(),
+        group: group.to_owned(),
+        thingsboard: t,
+        dead_letter_topic: format!("{topic}-dead"),
+        commit_interval: Duration::from_millis(200),
+        drain_timeout: Duration::from_millis(500),
+    }
+}
+
+#[test]
+fn the_bridge_commits_only_what_was_delivered() {
+    logs();
+    let brokers = flowcast_tests::brokers();
+    let topic = flowcast_tests::unique_topic("predicData");
+    kafka::create_topic(&brokers, &topic, 3);
+    kafka::create_topic(&brokers, &format!("{topic}-dead"), 3);
+    let devices: Vec<String> = (0..4).map(|i| format!("pi-{i}")).collect();
+    let tb = TbServer::start();
+    let toks: Vec<String> = devices.iter().map(|_| token("br")).collect();
+    for (d, t) in devices.iter().zip(&toks) {
+        tb.add_device(d, t);
+    }
+    let entries: Vec<(&str, &str)> = devices
+        .iter()
+        .map(String::as_str)
+        .zip(toks.iter().map(String::as_str))
+        .collect();
+    let file = tokens_file(&entries);
+    let batch = |from: u32, to: u32| -> Vec<(Option<String>, Vec<u8>)> {
+        let mut v = Vec::new();
+        for i in from..to {
+            for d in &devices {
+                let p = serde_json::json!({"device": d, "window_start": BASE + f64::from(i) * 60.0,
+                    "window_end": BASE + f64::from(i + 1) * 60.0,
+                    "observed": {"temperature": 20.0 + f64::from(i) / 10.0, "humidity": 40.0},
+                    "predicted": {"temperature": 21.0, "humidity": 41.0, "for_window_end": BASE + f64::from(i + 2) * 60.0},
+                    "model": "m1"});
+                v.push((Some(d.clone()), serde_json::to_vec(&p).expect("json")));
+            }
+        }
+        v
+    };
+    let mut input = batch(0, 25);
+    input.push((Some("pi-0".into()), b"not a prediction".to_vec()));
+    kafka::produce(&brokers, &topic, &input);
+    let group = flowcast_tests::unique_topic("bridge");
+    let cfg = bridge_config(&brokers, &topic, &group, &tb, &file);
+
+    // Run 1 delivers the first 100, then ThingsBoard goes down and 100 more arrive; the
+    // bridge is stopped during the outage.
+    let stop = Arc::new(AtomicBool::new(false));
+    let run1 = {
+        let (cfg, stop) = (cfg.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || tb_bridge::run_bridge(&cfg, stop))
+    };
+    assert_eq!(tb.wait_for_latest(100, Duration::from_secs(60)).len(), 100);
+    tb.outage();
+    kafka::produce(&brokers, &topic, &batch(25, 50));
+    let job = format!("tb-bridge-{group}");
+    poll_until("the circuit to open", Duration::from_secs(30), || {
+        metrics::total("flowcast_thingsboard_circuit_open", &job) > 0
+    });
+    stop.store(true, Ordering::SeqCst);
+    let s1 = run1.join().expect("bridge thread").expect("bridge run 1");
+    assert_eq!(s1.malformed, 1);
+    assert!(s1.abandoned > 0, "stopped with deliveries pending");
+    let committed1: i64 = s1.committed.values().sum();
+    assert!(
+        committed1 < 201,
+        "nothing undelivered is committed ({committed1})"
+    );
+    assert!(
+        committed1 >= 101,
+        "what was delivered is committed ({committed1})"
+    );
+
+    // Run 2, ThingsBoard back: the rest arrives, nothing twice in storage.
+    tb.restore();
+    let stop = Arc::new(AtomicBool::new(false));
+    let run2 = {
+        let (cfg, stop) = (cfg.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || tb_bridge::run_bridge(&cfg, stop))
+    };
+    let latest = tb.wait_for_latest(200, Duration::from_secs(60));
+    assert_eq!(latest.len(), 200, "every prediction stored");
+    stop.store(true, Ordering::SeqCst);
+    let s2 = run2.join().expect("bridge thread").expect("bridge run 2");
+    assert_eq!(s2.abandoned, 0);
+    assert_eq!(
+        s2.committed.values().sum::<i64>(),
+        201,
+        "committed to the end"
+    );
+    assert!(
+        (s2.consumed as i64) <= 201 - committed1,
+        "run 2 starts at run 1's commit"
+    );
+    let dead = kafka::read_all(&brokers, &format!("{topic}-dead"));
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].headers["flowcast.reason"], "malformed");
+    let refs: Vec<&str> = toks.iter().map(String::as_str).collect();
+    assert_no_token_leaks(&refs, &dead);
+    let _ = std::fs::remove_file(file);
+}
