@@ -116,6 +116,9 @@ impl Tracker {
 
 type Tag = (i32, i64);
 
+/// A message consumed but not yet submitted: partition, offset, key, value.
+type Held = (i32, i64, Option<Vec<u8>>, Vec<u8>);
+
 /// State shared with the rebalance callback.
 struct Shared {
     delivery: Delivery<Tag>,
@@ -243,7 +246,7 @@ pub fn run_bridge(cfg: &BridgeConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
     tracing::info!(topic = %cfg.topic, group = %cfg.group, "tb-bridge consuming");
     let max = cfg.thingsboard.max_buffered;
     let mut summary = BridgeSummary::default();
-    let mut held: VecDeque<(i32, i64, Option<Vec<u8>>, Vec<u8>)> = VecDeque::new();
+    let mut held: VecDeque<Held> = VecDeque::new();
     let mut paused = false;
     let mut last_commit = Instant::now();
     while !shutdown.load(Ordering::SeqCst) {

@@ -44,7 +44,7 @@ impl Transport for Scripted {
                 detail: "refused".into(),
             });
         }
-        if self.fail_every > 0 && n % self.fail_every == 0 {
+        if self.fail_every > 0 && n.is_multiple_of(self.fail_every) {
             return Err(TbError::from_status(self.status, "nope".into()));
         }
         let entries: Vec<serde_json::Value> = serde_json::from_slice(body).expect("array form");
