@@ -490,3 +490,89 @@ fn the_bridge_commits_only_what_was_delivered() {
     assert_no_token_leaks(&refs, &dead);
     let _ = std::fs::remove_file(file);
 }
+
+#[test]
+fn bursts_of_5xx_and_timeouts_are_retried_and_a_replay_overwrites() {
+    use flowcast_engine::sinks::thingsboard::delivery::Item;
+    use flowcast_engine::sinks::thingsboard::start_delivery;
+    logs();
+    let brokers = flowcast_tests::brokers();
+    let tb = TbServer::start();
+    let devices = ["r-0", "r-1", "r-2"];
+    let toks: Vec<String> = devices.iter().map(|_| token("rt")).collect();
+    for (d, t) in devices.iter().zip(&toks) {
+        tb.add_device(d, t);
+    }
+    let entries: Vec<(&str, &str)> = devices
+        .iter()
+        .copied()
+        .zip(toks.iter().map(String::as_str))
+        .collect();
+    let file = tokens_file(&entries);
+    let mut c = ThingsBoardSinkConfig::new(&tb.url());
+    c.tokens_file = Some(file.clone());
+    c.timeout = Duration::from_millis(300);
+    c.initial_backoff = Duration::from_millis(20);
+    c.max_backoff = Duration::from_millis(200);
+    c.breaker_cooldown = Duration::from_millis(50);
+    let job = flowcast_tests::unique_topic("tbretry");
+    let d = start_delivery::<u32>(
+        &c,
+        &ClientSettings::new(&brokers),
+        &format!("{job}-dead"),
+        &job,
+        0,
+    )
+    .expect("start");
+    let prediction = |dev: &str, i: u32| -> Prediction {
+        serde_json::from_value(serde_json::json!({"device": dev, "window_start": BASE + f64::from(i) * 60.0,
+            "window_end": BASE + f64::from(i + 1) * 60.0,
+            "observed": {"temperature": 20.0 + f64::from(i), "humidity": 40.0},
+            "predicted": {"temperature": 21.0, "humidity": 41.0, "for_window_end": BASE + f64::from(i + 2) * 60.0},
+            "model": "m"}))
+        .expect("prediction")
+    };
+    let mut all = Vec::new();
+    let mut submit = |from: u32, to: u32| {
+        for i in from..to {
+            for dev in devices {
+                let p = prediction(dev, i);
+                all.push(p.clone());
+                d.submit(Item {
+                    raw: Vec::new(),
+                    prediction: p,
+                    tag: i,
+                });
+            }
+        }
+    };
+    // A burst of 503s.
+    tb.fail_next(7, 503);
+    submit(0, 10);
+    assert!(
+        d.flush_for(Duration::from_secs(30)),
+        "delivered despite the 503s"
+    );
+    assert_eq!(tb.statuses()[&503], 7);
+    // Answers slower than the timeout: ThingsBoard stores the data, the client gives up
+    // and sends it again; the same ts overwrites.
+    tb.set_latency(Duration::from_millis(500));
+    submit(10, 12);
+    poll_until("timeouts", Duration::from_secs(30), || {
+        metrics::total("flowcast_thingsboard_requests_total", &job) > 10
+            && tb.accepted().len() > tb.latest().len()
+    });
+    tb.set_latency(Duration::ZERO);
+    assert!(
+        d.flush_for(Duration::from_secs(30)),
+        "delivered once answers are quick again"
+    );
+    assert_same(&tb, &all);
+    assert!(
+        tb.accepted().len() > all.len(),
+        "some entries were sent twice"
+    );
+    let refs: Vec<&str> = toks.iter().map(String::as_str).collect();
+    assert_no_token_leaks(&refs, &[]);
+    let _ = std::fs::remove_file(file);
+}
