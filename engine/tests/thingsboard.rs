@@ -20,47 +20,19 @@ use flowcast_engine::runtime::{self, Execution};
 use flowcast_engine::sinks::thingsboard::ThingsBoardSinkConfig;
 use flowcast_operators::Prediction;
 use flowcast_tests::kafka::{self, Record};
-use flowcast_tests::thingsboard::TbServer;
+use flowcast_tests::logs;
+use flowcast_tests::thingsboard::{TbServer, write_tokens_file};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const BASE: f64 = 1_700_000_040.0 - 1_700_000_040.0 % 60.0;
 
-/// Every log line of this test binary, from the first call on.
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buf);
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(Arc::clone(&sink)))
-            .try_init();
-        buf
-    })
-    .clone()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Fails if a token shows in the logs, the metrics or dead letters' headers.
 fn assert_no_token_leaks(tokens: &[&str], dead_letters: &[Record]) {
-    let logs = String::from_utf8_lossy(&logs().lock().expect("logs")).into_owned();
+    let logs = logs::text();
     assert!(!logs.is_empty(), "logs were captured");
     let rendered = metrics::render();
     for t in tokens {
@@ -103,15 +75,6 @@ fn readings(devices: &[String], from: u32, to: u32) -> Vec<(Option<String>, Vec<
         }
     }
     out
-}
-
-fn tokens_file(entries: &[(&str, &str)]) -> PathBuf {
-    let path = std::env::temp_dir().join(flowcast_tests::unique_topic("tb-tokens"));
-    let mut f = std::fs::File::create(&path).expect("tokens file");
-    for (d, t) in entries {
-        writeln!(f, "{d} = \"{t}\"").expect("write");
-    }
-    path
 }
 
 fn job_spec(name: &str, brokers: &str, topic: &str, stop: &str, tb: &str) -> JobSpec {
@@ -202,7 +165,7 @@ fn poll_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn thingsboard_down_mid_stream_loses_nothing() {
-    logs();
+    logs::capture();
     let brokers = flowcast_tests::brokers();
     let topic = flowcast_tests::unique_topic("DHT11");
     kafka::create_topic(&brokers, &topic, 3);
@@ -217,7 +180,7 @@ fn thingsboard_down_mid_stream_loses_nothing() {
         .map(String::as_str)
         .zip(toks.iter().map(String::as_str))
         .collect();
-    let file = tokens_file(&entries);
+    let file = write_tokens_file(&entries);
     let name = flowcast_tests::unique_topic("tbjob");
     let spec = job_spec(
         &name,
@@ -289,7 +252,7 @@ fn thingsboard_down_mid_stream_loses_nothing() {
     );
     let refs: Vec<&str> = toks.iter().map(String::as_str).collect();
     assert_no_token_leaks(&refs, &[]);
-    let text = String::from_utf8_lossy(&logs().lock().expect("logs")).into_owned();
+    let text = logs::text();
     assert!(text.contains("circuit open"), "the outage is logged");
     assert!(
         text.contains("/api/v1/***/telemetry"),
@@ -300,7 +263,7 @@ fn thingsboard_down_mid_stream_loses_nothing() {
 
 #[test]
 fn a_bad_token_sends_every_prediction_to_the_dead_letter_topic_with_the_401() {
-    logs();
+    logs::capture();
     let brokers = flowcast_tests::brokers();
     let topic = flowcast_tests::unique_topic("DHT11");
     kafka::create_topic(&brokers, &topic, 3);
@@ -311,7 +274,7 @@ fn a_bad_token_sends_every_prediction_to_the_dead_letter_topic_with_the_401() {
     tb.add_device(&devices[0], &good[0]);
     tb.add_device(&devices[1], &good[1]);
     // devices[2]'s token is unknown to ThingsBoard.
-    let file = tokens_file(&[
+    let file = write_tokens_file(&[
         (&devices[0], &good[0]),
         (&devices[1], &good[1]),
         (&devices[2], &bad),
@@ -397,7 +360,7 @@ fn bridge_config(
 
 #[test]
 fn the_bridge_commits_only_what_was_delivered() {
-    logs();
+    logs::capture();
     let brokers = flowcast_tests::brokers();
     let topic = flowcast_tests::unique_topic("predicData");
     kafka::create_topic(&brokers, &topic, 3);
@@ -413,7 +376,7 @@ fn the_bridge_commits_only_what_was_delivered() {
         .map(String::as_str)
         .zip(toks.iter().map(String::as_str))
         .collect();
-    let file = tokens_file(&entries);
+    let file = write_tokens_file(&entries);
     let batch = |from: u32, to: u32| -> Vec<(Option<String>, Vec<u8>)> {
         let mut v = Vec::new();
         for i in from..to {
@@ -495,7 +458,7 @@ fn the_bridge_commits_only_what_was_delivered() {
 fn bursts_of_5xx_and_timeouts_are_retried_and_a_replay_overwrites() {
     use flowcast_engine::sinks::thingsboard::delivery::Item;
     use flowcast_engine::sinks::thingsboard::start_delivery;
-    logs();
+    logs::capture();
     let brokers = flowcast_tests::brokers();
     let tb = TbServer::start();
     let devices = ["r-0", "r-1", "r-2"];
@@ -508,7 +471,7 @@ fn bursts_of_5xx_and_timeouts_are_retried_and_a_replay_overwrites() {
         .copied()
         .zip(toks.iter().map(String::as_str))
         .collect();
-    let file = tokens_file(&entries);
+    let file = write_tokens_file(&entries);
     let mut c = ThingsBoardSinkConfig::new(&tb.url());
     c.tokens_file = Some(file.clone());
     c.timeout = Duration::from_millis(300);

@@ -10,6 +10,8 @@
 
 pub mod data;
 pub mod kafka;
+pub mod logs;
+pub mod mqtt;
 pub mod reference;
 pub mod thingsboard;
 

@@ -437,6 +437,37 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Writes a tokens file (`device = "token"` lines) to a fresh temporary path.
+///
+/// # Panics
+/// If the file cannot be written.
+pub fn write_tokens_file(entries: &[(&str, &str)]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(crate::unique_topic("tb-tokens"));
+    let text: String = entries
+        .iter()
+        .map(|(d, t)| format!("{d} = \"{t}\"\n"))
+        .collect();
+    std::fs::write(&path, text).expect("write the tokens file");
+    path
+}
+
+/// The `(ts, values)` entries of a telemetry array (`[{"ts":..,"values":{..}}, ...]`).
+///
+/// # Panics
+/// If `list` is not of that form.
+pub fn entries(list: &Value) -> Vec<(i64, Map<String, Value>)> {
+    list.as_array()
+        .expect("array form")
+        .iter()
+        .map(|e| {
+            (
+                e["ts"].as_i64().expect("ts"),
+                e["values"].as_object().expect("values").clone(),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
