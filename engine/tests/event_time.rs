@@ -7,6 +7,7 @@ use flowcast_engine::job::JobSpec;
 use flowcast_engine::kafka::partitioner::partition_for_key;
 use flowcast_engine::metrics;
 use flowcast_engine::runtime::{self, Execution};
+use flowcast_tests::job::TestJob;
 use flowcast_tests::kafka::{self, Record};
 use std::path::Path;
 use std::sync::Arc;
@@ -39,36 +40,12 @@ struct RunningJob {
 }
 
 impl RunningJob {
-    fn start(brokers: &str, topic: &str, idle_timeout: &str) -> Self {
-        let name = flowcast_tests::unique_topic("job");
-        let text = format!(
-            r#"
-name = "{name}"
-dead-letter-topic = "{name}-dead"
-late-data-topic = "{name}-late"
-epoch-interval = "50ms"
-[source]
-brokers = "{brokers}"
-topic = "{topic}"
-[event-time]
-field = "time"
-out-of-orderness = "10s"
-idle-timeout = "{idle_timeout}"
-[window]
-length = "1m"
-allowed-lateness = "1m"
-[sequence]
-length = 2
-[model]
-kind = "persistence"
-[[sinks]]
-type = "kafka"
-topic = "{name}-pred"
-"#
-        );
-        for suffix in ["dead", "late", "pred"] {
-            kafka::create_topic(brokers, &format!("{name}-{suffix}"), 3);
-        }
+    fn start(brokers: &str, topic: &str, idle_timeout: &'static str) -> Self {
+        let mut job = TestJob::new("job", brokers, topic);
+        job.idle_timeout = idle_timeout;
+        job.lateness = "1m";
+        job.create_outputs();
+        let (name, text) = (job.name.clone(), job.toml());
         let spec = JobSpec::parse(&text, Path::new("test.toml")).expect("spec");
         let shutdown = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&shutdown);

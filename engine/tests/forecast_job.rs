@@ -6,6 +6,7 @@
 
 use flowcast_engine::job::JobSpec;
 use flowcast_engine::runtime::{self, Execution};
+use flowcast_tests::job::TestJob;
 use flowcast_tests::kafka::{self, Record};
 use flowcast_tests::reference::{self, Expected, InputRecord, Params};
 use std::collections::BTreeMap;
@@ -70,34 +71,15 @@ fn spec_text(brokers: &str, topic: &str, out: &str) -> String {
 }
 
 fn spec_with_model(brokers: &str, topic: &str, out: &str, model: &str) -> String {
-    format!(
-        r#"
-name = "{out}"
-dead-letter-topic = "{out}-dead"
-late-data-topic = "{out}-late"
-epoch-interval = "50ms"
-[source]
-brokers = "{brokers}"
-topic = "{topic}"
-start = "earliest"
-stop = "latest"
-sensor = "dht22"
-[event-time]
-field = "time"
-out-of-orderness = "1h"
-idle-timeout = "10m"
-[window]
-length = "30m"
-allowed-lateness = "0s"
-[sequence]
-length = 60
-[model]
-{model}
-[[sinks]]
-type = "kafka"
-topic = "{out}-pred"
-"#
-    )
+    let mut job = TestJob::new(out, brokers, topic);
+    job.name = out.to_owned();
+    job.stop = "latest";
+    job.sensor = "dht22";
+    job.out_of_orderness = "1h";
+    job.window = "30m";
+    job.sequence = 60;
+    job.model = model.to_owned();
+    job.toml()
 }
 
 fn params() -> Params {

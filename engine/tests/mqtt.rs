@@ -10,6 +10,7 @@ use flowcast_engine::kafka::partitioner::partition_for_key;
 use flowcast_engine::metrics;
 use flowcast_engine::runtime::{self, Execution};
 use flowcast_operators::Prediction;
+use flowcast_tests::job::TestJob;
 use flowcast_tests::mqtt::{Subscriber, broker};
 use flowcast_tests::thingsboard::{entries, write_tokens_file};
 use flowcast_tests::{kafka, logs};
@@ -64,41 +65,14 @@ fn run_job(sink: &str) -> Vec<Prediction> {
     kafka::create_topic(&brokers, &topic, 3);
     let devices: Vec<String> = (0..3).map(device_on).collect();
     kafka::produce(&brokers, &topic, &readings(&devices));
-    let name = flowcast_tests::unique_topic("mqttjob");
-    for suffix in ["dead", "late", "pred"] {
-        kafka::create_topic(&brokers, &format!("{name}-{suffix}"), 3);
-    }
-    let text = format!(
-        r#"
-name = "{name}"
-dead-letter-topic = "{name}-dead"
-late-data-topic = "{name}-late"
-epoch-interval = "50ms"
-[source]
-brokers = "{brokers}"
-topic = "{topic}"
-stop = "latest"
-[event-time]
-field = "time"
-out-of-orderness = "10s"
-idle-timeout = "10m"
-[window]
-length = "1m"
-allowed-lateness = "0s"
-[sequence]
-length = 2
-[model]
-kind = "persistence"
-[[sinks]]
-type = "kafka"
-topic = "{name}-pred"
-[[sinks]]
-type = "mqtt"
-broker = "{}"
-{sink}
-"#,
+    let mut job = TestJob::new("mqttjob", &brokers, &topic);
+    job.stop = "latest";
+    job.extra_sinks = format!(
+        "[[sinks]]\ntype = \"mqtt\"\nbroker = \"{}\"\n{sink}",
         broker()
     );
+    job.create_outputs();
+    let (name, text) = (job.name.clone(), job.toml());
     let spec = JobSpec::parse(&text, Path::new("mqtt.toml")).expect("spec");
     runtime::run(
         &spec,

@@ -19,6 +19,7 @@ use flowcast_engine::metrics;
 use flowcast_engine::runtime::{self, Execution};
 use flowcast_engine::sinks::thingsboard::ThingsBoardSinkConfig;
 use flowcast_operators::Prediction;
+use flowcast_tests::job::TestJob;
 use flowcast_tests::kafka::{self, Record};
 use flowcast_tests::logs;
 use flowcast_tests::thingsboard::{TbServer, write_tokens_file};
@@ -77,40 +78,13 @@ fn readings(devices: &[String], from: u32, to: u32) -> Vec<(Option<String>, Vec<
     out
 }
 
-fn job_spec(name: &str, brokers: &str, topic: &str, stop: &str, tb: &str) -> JobSpec {
-    let text = format!(
-        r#"
-name = "{name}"
-dead-letter-topic = "{name}-dead"
-late-data-topic = "{name}-late"
-epoch-interval = "50ms"
-[source]
-brokers = "{brokers}"
-topic = "{topic}"
-stop = "{stop}"
-[event-time]
-field = "time"
-out-of-orderness = "10s"
-idle-timeout = "10m"
-[window]
-length = "1m"
-allowed-lateness = "0s"
-[sequence]
-length = 2
-[model]
-kind = "persistence"
-[[sinks]]
-type = "kafka"
-topic = "{name}-pred"
-[[sinks]]
-type = "thingsboard"
-{tb}
-"#
-    );
-    for suffix in ["dead", "late", "pred"] {
-        kafka::create_topic(brokers, &format!("{name}-{suffix}"), 3);
-    }
-    JobSpec::parse(&text, Path::new("test.toml")).expect("spec")
+fn job_spec(name: &str, brokers: &str, topic: &str, stop: &'static str, tb: &str) -> JobSpec {
+    let mut job = TestJob::new(name, brokers, topic);
+    job.name = name.to_owned();
+    job.stop = stop;
+    job.extra_sinks = format!("[[sinks]]\ntype = \"thingsboard\"\n{tb}");
+    job.create_outputs();
+    JobSpec::parse(&job.toml(), Path::new("test.toml")).expect("spec")
 }
 
 fn predictions(records: &[Record]) -> Vec<Prediction> {

@@ -14,9 +14,9 @@ use flowcast_operators::window::{Insert, TumblingWindows, WindowResult};
 use std::collections::BTreeMap;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::Operator;
 use timely::dataflow::operators::vec::{Broadcast, Map, Partition};
+use timely::dataflow::operators::{Capability, InputCapability};
 
 /// What the window operator emits.
 #[derive(Debug, Clone)]
@@ -65,10 +65,26 @@ pub trait TumblingWindow<'s> {
     );
 }
 
+/// What arrived for one epoch, held until the epoch is complete.
 struct Stash {
     cap: Capability<Epoch>,
     readings: Vec<SourcedReading>,
     marks: Vec<PartitionMark>,
+}
+
+impl Stash {
+    /// The stash of the epoch `cap` is for, made (holding a capability) on first use.
+    fn at<'a>(
+        stash: &'a mut BTreeMap<Epoch, Stash>,
+        cap: &InputCapability<Epoch>,
+    ) -> Option<&'a mut Stash> {
+        let t = *cap.least()?;
+        Some(stash.entry(t).or_insert_with(|| Stash {
+            cap: cap.delayed(&t, 0),
+            readings: Vec::new(),
+            marks: Vec::new(),
+        }))
+    }
 }
 
 impl<'s> TumblingWindow<'s> for StreamVec<'s, Epoch, SourcedReading> {
@@ -119,23 +135,13 @@ impl<'s> TumblingWindow<'s> for StreamVec<'s, Epoch, SourcedReading> {
                 );
                 move |(readings, f1), (mark_input, f2), output| {
                     readings.for_each(|cap, data| {
-                        if let Some(t) = cap.least().copied() {
-                            let entry = stash.entry(t).or_insert_with(|| Stash {
-                                cap: cap.delayed(&t, 0),
-                                readings: Vec::new(),
-                                marks: Vec::new(),
-                            });
-                            entry.readings.append(data);
+                        if let Some(s) = Stash::at(&mut stash, &cap) {
+                            s.readings.append(data);
                         }
                     });
                     mark_input.for_each(|cap, data| {
-                        if let Some(t) = cap.least().copied() {
-                            let entry = stash.entry(t).or_insert_with(|| Stash {
-                                cap: cap.delayed(&t, 0),
-                                readings: Vec::new(),
-                                marks: Vec::new(),
-                            });
-                            entry.marks.append(data);
+                        if let Some(s) = Stash::at(&mut stash, &cap) {
+                            s.marks.append(data);
                         }
                     });
                     while let Some((&t, _)) = stash.first_key_value() {
