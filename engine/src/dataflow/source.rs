@@ -133,27 +133,21 @@ pub fn kafka_source<'s>(
             };
             let bounded = cfg.bounds == Bounds::EarliestBounded;
             let worker_label = index.to_string();
-            let labels = |p: i32| -> Vec<(&'static str, String)> {
-                vec![
-                    ("job", cfg.job.clone()),
-                    ("worker", worker_label.clone()),
-                    ("partition", p.to_string()),
-                ]
-            };
             let records_in: BTreeMap<i32, metrics::Counter> = mine
                 .iter()
                 .map(|p| {
-                    let l = labels(*p);
-                    let l: Vec<(&'static str, &str)> =
-                        l.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                    (
-                        *p,
-                        metrics::counter(
-                            "flowcast_source_records_total",
-                            "Records read from Kafka",
-                            &l,
-                        ),
-                    )
+                    let partition = p.to_string();
+                    let labels = [
+                        ("job", cfg.job.as_str()),
+                        ("worker", worker_label.as_str()),
+                        ("partition", partition.as_str()),
+                    ];
+                    let c = metrics::counter(
+                        "flowcast_source_records_total",
+                        "Records read from Kafka",
+                        &labels,
+                    );
+                    (*p, c)
                 })
                 .collect();
             let dead_counters: Vec<(&'static str, metrics::Counter)> =
