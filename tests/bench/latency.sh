@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Latency benchmark of the Flowcast job: a live stream, not a drain. The job runs as a
 # stream (start = latest) while flowcast-fill produces at a steady rate for 10 000 devices
-# (one reading per device every 4 simulated minutes, so a 30-minute window closes for all
-# devices every ~0.75 s of wall time at 100 k readings/s). The job's summary reports the
+# (one reading per device every 10 simulated minutes, so a 30-minute window closes for all
+# devices every 0.3 s of wall time at 100 k readings/s, and forecasts start once 60 windows
+# exist, after 1.8 M readings). The job's summary reports the
 # window close → Kafka producer hand-off quantiles (p50/p99, bucket upper bounds) and the
 # model's time per batch, so the target "p99 ≤ 20 ms plus the model's batch time" can be
 # read off directly.
 #
-#   tests/bench/latency.sh [RATE] [SECONDS] [MODEL]      # default 100000 30 torchscript
+#   tests/bench/latency.sh [RATE] [SECONDS] [MODEL]      # default 100000 40 torchscript
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
 RATE="${1:-100000}"
-SECS="${2:-30}"
+SECS="${2:-40}"
 MODEL="${3:-torchscript}"
 PORT="${FLOWCAST_BENCH_PORT:-9300}"
 BROKERS="127.0.0.1:$PORT"
@@ -54,7 +55,7 @@ TOML
 "$BIN/flowcast" run "$WORK/job.toml" --workers 1 > "$WORK/summary" 2> "$WORK/job.log" &
 JOB=$!
 "$BIN/flowcast-fill" --brokers "$BROKERS" --topic "$TOPIC" --devices 10000 \
-  --readings "$((RATE * SECS))" --rate "$RATE" --period-secs 240
+  --readings "$((RATE * SECS))" --rate "$RATE" --period-secs 600
 kill -TERM "$JOB"
 wait "$JOB" || true
 echo "rate=$RATE/s for ${SECS}s, 10000 devices, model=$MODEL, 1 worker:"
