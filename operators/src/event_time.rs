@@ -118,12 +118,15 @@ impl PartitionClock {
 
 /// The job's watermark as one window instance sees it: the minimum over every partition
 /// of the source topic that is neither idle nor finished. Partitions not heard from yet
-/// hold it at [`MIN_WATERMARK`]. It never moves backwards: a partition that returns
-/// from idleness below the current watermark has its records judged late or not
-/// against the watermark as it stands.
+/// hold it at [`MIN_WATERMARK`]. When every partition is idle (or finished), it moves to
+/// the lowest last watermark the idle ones announced, so what they delivered before
+/// falling silent is not held back by the order in which they went idle. It never moves
+/// backwards: a partition that returns from idleness below the current watermark has its
+/// records judged late or not against the watermark as it stands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobWatermark {
-    partitions: BTreeMap<i32, MarkState>,
+    /// Per partition: its state and the last watermark it announced.
+    partitions: BTreeMap<i32, (MarkState, EventTime)>,
     current: EventTime,
 }
 
@@ -132,7 +135,7 @@ impl JobWatermark {
     pub fn new(partitions: i32) -> Self {
         JobWatermark {
             partitions: (0..partitions)
-                .map(|p| (p, MarkState::Watermark(MIN_WATERMARK)))
+                .map(|p| (p, (MarkState::Watermark(MIN_WATERMARK), MIN_WATERMARK)))
                 .collect(),
             current: MIN_WATERMARK,
         }
@@ -140,28 +143,40 @@ impl JobWatermark {
 
     /// Applies a mark; returns the (possibly advanced) job watermark.
     pub fn apply(&mut self, mark: PartitionMark) -> EventTime {
-        self.partitions.insert(mark.partition, mark.state);
+        let entry = self
+            .partitions
+            .entry(mark.partition)
+            .or_insert((MarkState::Watermark(MIN_WATERMARK), MIN_WATERMARK));
+        entry.0 = mark.state;
+        if let MarkState::Watermark(w) = mark.state {
+            entry.1 = w;
+        }
         self.recompute()
     }
 
     fn recompute(&mut self) -> EventTime {
-        let mut min: Option<EventTime> = None;
-        let mut any_finished = false;
-        for s in self.partitions.values() {
-            match s {
-                MarkState::Watermark(w) => min = Some(min.map_or(*w, |m| m.min(*w))),
-                MarkState::Finished => any_finished = true,
+        let mut active: Option<EventTime> = None;
+        let mut idle_last: Option<EventTime> = None;
+        let mut all_finished = true;
+        for (state, last) in self.partitions.values() {
+            match state {
+                MarkState::Watermark(w) => active = Some(active.map_or(*w, |m| m.min(*w))),
+                // An idle partition that never announced a watermark has nothing to release.
+                MarkState::Idle if *last > MIN_WATERMARK => {
+                    idle_last = Some(idle_last.map_or(*last, |m| m.min(*last)));
+                }
                 MarkState::Idle => {}
+                MarkState::Finished => {}
             }
+            all_finished &= *state == MarkState::Finished;
         }
-        let candidate = match min {
-            Some(m) => m,
-            // Every partition idle or finished: idle ones cannot move time forward, but
-            // once all have finished the input is complete.
-            None if self.partitions.values().all(|s| *s == MarkState::Finished) && any_finished => {
-                MAX_WATERMARK
-            }
-            None => self.current,
+        let candidate = match (active, idle_last) {
+            (Some(m), _) => m,
+            // Everything has ended: the input is complete.
+            (None, None) if all_finished && !self.partitions.is_empty() => MAX_WATERMARK,
+            // Every partition idle or finished: what the idle ones announced is complete.
+            (None, Some(last)) => last,
+            (None, None) => self.current,
         };
         self.current = self.current.max(candidate);
         self.current
@@ -207,6 +222,29 @@ mod tests {
         assert_eq!(w.apply(mark(1, MarkState::Watermark(60))), 70);
         assert_eq!(w.apply(mark(1, MarkState::Watermark(200))), 70);
         assert_eq!(w.apply(mark(2, MarkState::Watermark(150))), 100);
+    }
+
+    #[test]
+    fn all_idle_releases_what_the_idle_partitions_announced() {
+        // Partition 2 never sends anything; 0 and 1 go idle just after it does.
+        let mut w = JobWatermark::new(3);
+        w.apply(mark(0, MarkState::Watermark(100)));
+        w.apply(mark(1, MarkState::Watermark(80)));
+        assert_eq!(
+            w.apply(mark(1, MarkState::Idle)),
+            MIN_WATERMARK,
+            "2 still holds it"
+        );
+        assert_eq!(
+            w.apply(mark(0, MarkState::Idle)),
+            MIN_WATERMARK,
+            "2 still holds it"
+        );
+        assert_eq!(
+            w.apply(mark(2, MarkState::Idle)),
+            80,
+            "all idle: the lowest announced"
+        );
     }
 
     #[test]

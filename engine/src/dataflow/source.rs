@@ -4,8 +4,9 @@
 //!
 //! A consumer thread per worker blocks in librdkafka's poll, copies each batch into one
 //! buffer and wakes the operator through a [`SyncActivator`]; the worker parks in between
-//! instead of spinning. The operator holds a capability for the current epoch and advances
-//! it every `epoch_interval`.
+//! instead of spinning. The operator holds a capability for the current epoch; epochs are
+//! numbered by the wall clock (Unix time / `epoch_interval`), so every worker and process
+//! agrees on them and a busy worker cannot fall behind the others.
 
 use super::{DeadLetter, Epoch, PartitionMark, SourcedReading};
 use crate::kafka::ClientSettings;
@@ -163,7 +164,6 @@ pub fn kafka_source<'s>(
                     })
                     .collect();
             let mut cap = Some(cap);
-            let mut epoch_started = Instant::now();
             let mut consumer_thread = consumer_thread;
             let cfg = cfg.clone();
             move |output| {
@@ -264,14 +264,24 @@ pub fn kafka_source<'s>(
                     }
                     return;
                 }
-                if epoch_started.elapsed() >= cfg.epoch_interval {
-                    let next = *c.time() + 1;
-                    c.downgrade(&next);
-                    epoch_started = Instant::now();
+                // Epochs are numbered by the wall clock, the same on every worker and
+                // process: a worker that was busy jumps to the current epoch rather than
+                // counting up, so no worker's epochs lag and hold back the others'.
+                let now_epoch = wall_clock_epoch(cfg.epoch_interval);
+                if now_epoch > *c.time() {
+                    c.downgrade(&now_epoch);
                 }
             }
         },
     )
+}
+
+/// The epoch the wall clock is in: Unix time divided by the epoch interval.
+fn wall_clock_epoch(interval: Duration) -> Epoch {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (since.as_millis() / interval.as_millis().max(1)) as Epoch
 }
 
 fn spawn_consumer(
