@@ -9,6 +9,8 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
+# shellcheck source=tests/bench/job.sh
+source tests/bench/job.sh
 READINGS="${1:-5000000}"
 DEVICES="${2:-10000}"
 PORT="${FLOWCAST_BENCH_PORT:-9300}"
@@ -27,36 +29,7 @@ results="$WORK/results.txt"
 for model in off persistence torchscript; do
   for workers in 1 2; do
     name="bench-$model-w$workers-$$"
-    case "$model" in
-      torchscript) model_toml="kind = \"torchscript\"
-path = \"$REPO/models/dht11_lstm.pt\"" ;;
-      *) model_toml="kind = \"$model\"" ;;
-    esac
-    cat > "$WORK/$name.toml" <<TOML
-name = "$name"
-dead-letter-topic = "$name-dead"
-late-data-topic = "$name-late"
-epoch-interval = "200ms"
-[source]
-brokers = "$BROKERS"
-topic = "$TOPIC"
-start = "earliest"
-stop = "latest"
-[event-time]
-field = "time"
-out-of-orderness = "1m"
-idle-timeout = "10m"
-[window]
-length = "30m"
-allowed-lateness = "0s"
-[sequence]
-length = 60
-[model]
-$model_toml
-[[sinks]]
-type = "kafka"
-topic = "$name-out"
-TOML
+    bench_job "$WORK/$name.toml" "$name" "$BROKERS" "$TOPIC" latest "$model"
     summary="$(/usr/bin/time -f "%e %U %S %M" -o "$WORK/time" \
       "$BIN/flowcast" run "$WORK/$name.toml" --workers "$workers" --brokers "$BROKERS" 2>"$WORK/$name.log" | tail -n1)"
     read -r wall user sys rss_kb < "$WORK/time"

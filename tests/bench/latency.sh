@@ -8,13 +8,16 @@
 # model's time per batch, so the target "p99 ≤ 20 ms plus the model's batch time" can be
 # read off directly.
 #
-#   tests/bench/latency.sh [RATE] [SECONDS] [MODEL]      # default 100000 40 torchscript
+#   tests/bench/latency.sh [RATE] [SECONDS] [MODEL] [WORKERS]   # default 100000 40 torchscript 1
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
+# shellcheck source=tests/bench/job.sh
+source tests/bench/job.sh
 RATE="${1:-100000}"
 SECS="${2:-40}"
 MODEL="${3:-torchscript}"
+WORKERS="${4:-1}"
 PORT="${FLOWCAST_BENCH_PORT:-9300}"
 BROKERS="127.0.0.1:$PORT"
 deploy/setup.sh
@@ -25,38 +28,12 @@ deploy/kafka/start.sh --name latency --port "$PORT"
 TOPIC="DHT11-live"
 "$BIN/flowcast" topics create "$TOPIC" --partitions 3 --brokers "$BROKERS"
 WORK="$(mktemp -d)"
-case "$MODEL" in
-  torchscript) model_toml="kind = \"torchscript\"
-path = \"$REPO/models/dht11_lstm.pt\"" ;;
-  *) model_toml="kind = \"$MODEL\"" ;;
-esac
-cat > "$WORK/job.toml" <<TOML
-name = "latency-$MODEL"
-epoch-interval = "20ms"
-[source]
-brokers = "$BROKERS"
-topic = "$TOPIC"
-start = "earliest"
-[event-time]
-field = "time"
-out-of-orderness = "30s"
-idle-timeout = "10s"
-[window]
-length = "30m"
-allowed-lateness = "0s"
-[sequence]
-length = 60
-[model]
-$model_toml
-[[sinks]]
-type = "kafka"
-topic = "latency-out"
-TOML
-"$BIN/flowcast" run "$WORK/job.toml" --workers 1 > "$WORK/summary" 2> "$WORK/job.log" &
+bench_job "$WORK/job.toml" "latency-$MODEL" "$BROKERS" "$TOPIC" never "$MODEL" 20ms 30s 10s
+"$BIN/flowcast" run "$WORK/job.toml" --workers "$WORKERS" > "$WORK/summary" 2> "$WORK/job.log" &
 JOB=$!
 "$BIN/flowcast-fill" --brokers "$BROKERS" --topic "$TOPIC" --devices 10000 \
   --readings "$((RATE * SECS))" --rate "$RATE" --period-secs 600
 kill -TERM "$JOB"
 wait "$JOB" || true
-echo "rate=$RATE/s for ${SECS}s, 10000 devices, model=$MODEL, 1 worker:"
+echo "rate=$RATE/s for ${SECS}s, 10000 devices, model=$MODEL, $WORKERS worker(s):"
 cat "$WORK/summary"

@@ -20,6 +20,8 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$REPO/tests/bench"
 cd "$REPO"
+# shellcheck source=tests/bench/job.sh
+source tests/bench/job.sh
 READINGS=10000000
 DEVICES=10000
 WORKERS="1 2"
@@ -87,34 +89,8 @@ engine_cmd() {
   local id=$1 engine=$2 workers=$3 model=$4 input=$5 prefix=$6 bounded=$7
   case "$engine" in
     flowcast)
-      local toml="$WORK/$prefix.toml" model_toml="kind = \"$model\""
-      [[ "$model" == torchscript ]] && model_toml="kind = \"torchscript\"
-path = \"$REPO/models/dht11_lstm.pt\""
-      cat > "$toml" <<TOML
-name = "$prefix"
-dead-letter-topic = "$prefix-dead"
-late-data-topic = "$prefix-late"
-epoch-interval = "200ms"
-[source]
-brokers = "$BROKERS"
-topic = "$input"
-start = "earliest"
-stop = "$([[ $bounded == true ]] && echo latest || echo never)"
-[event-time]
-field = "time"
-out-of-orderness = "1m"
-idle-timeout = "10m"
-[window]
-length = "30m"
-allowed-lateness = "0s"
-[sequence]
-length = 60
-[model]
-$model_toml
-[[sinks]]
-type = "kafka"
-topic = "$prefix-out"
-TOML
+      local toml="$WORK/$prefix.toml"
+      bench_job "$toml" "$prefix" "$BROKERS" "$input" "$([[ $bounded == true ]] && echo latest || echo never)" "$model"
       CMD=("$BIN/flowcast" run "$toml" --workers "$workers" --brokers "$BROKERS") ;;
     flink)
       CMD=(java -Xmx2g -cp "$FLINK_CP" dev.flowcast.bench.FlinkJob --brokers "$BROKERS"

@@ -1,0 +1,42 @@
+# Sourced by the bench scripts: writes the bench job spec (the reference pipeline,
+# windows of 30 min, sequences of 60) for Flowcast.
+#
+#   bench_job FILE NAME BROKERS TOPIC STOP MODEL [EPOCH] [OUT-OF-ORDERNESS] [IDLE]
+#     STOP: latest (bounded drain) | never (stream); MODEL: off | persistence | torchscript
+#   Output topic: NAME-out; dead letters NAME-dead; late data NAME-late.
+bench_job() {
+  local file=$1 name=$2 brokers=$3 topic=$4 stop=$5 model=$6
+  local epoch=${7:-200ms} ooo=${8:-1m} idle=${9:-10m}
+  local repo model_toml
+  repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+  model_toml="kind = \"$model\""
+  if [[ "$model" == torchscript ]]; then
+    model_toml="kind = \"torchscript\"
+path = \"$repo/models/dht11_lstm.pt\""
+  fi
+  cat > "$file" <<TOML
+name = "$name"
+dead-letter-topic = "$name-dead"
+late-data-topic = "$name-late"
+epoch-interval = "$epoch"
+[source]
+brokers = "$brokers"
+topic = "$topic"
+start = "earliest"
+stop = "$stop"
+[event-time]
+field = "time"
+out-of-orderness = "$ooo"
+idle-timeout = "$idle"
+[window]
+length = "30m"
+allowed-lateness = "0s"
+[sequence]
+length = 60
+[model]
+$model_toml
+[[sinks]]
+type = "kafka"
+topic = "$name-out"
+TOML
+}
