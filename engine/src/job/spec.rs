@@ -290,6 +290,13 @@ impl JobSpec {
         if let ModelSpec::Torchscript { max_batch: 0, .. } = self.model {
             return Err(bad("model.max-batch", "must be at least 1"));
         }
+        for (i, sink) in self.sinks.iter().enumerate() {
+            sink.validate().map_err(|message| SpecError::Invalid {
+                path: path.to_owned(),
+                key: "sinks",
+                message: format!("[{i}]: {message}"),
+            })?;
+        }
         if self.sinks.is_empty() && !matches!(self.model, ModelSpec::Off) {
             return Err(bad("sinks", "needs at least one sink"));
         }
@@ -321,6 +328,13 @@ mod tests {
         let text = REFERENCE.replace("allowed-lateness", "allowed-latenes");
         let err = JobSpec::parse(&text, Path::new("j.toml")).expect_err("typo");
         assert!(err.to_string().contains("allowed-latenes"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_sink_setting_is_refused_at_load() {
+        let text = format!("{REFERENCE}\n[[sinks]]\ntype = \"thingsboard\"\nurl = \"ftp://tb\"\n");
+        let err = JobSpec::parse(&text, Path::new("j.toml")).expect_err("bad url");
+        assert!(err.to_string().contains("`sinks` [1]: `url`"), "{err}");
     }
 
     #[test]

@@ -33,6 +33,17 @@ pub enum SinkSpec {
     Mqtt(mqtt::MqttSinkConfig),
 }
 
+impl SinkSpec {
+    /// Checks the sink's settings (ranges, combinations); the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            SinkSpec::Thingsboard(c) => c.validate(),
+            SinkSpec::Mqtt(c) => c.validate(),
+            SinkSpec::Kafka(_) | SinkSpec::Stdout(_) => Ok(()),
+        }
+    }
+}
+
 /// What every sink may need from the job.
 #[derive(Debug, Clone)]
 pub struct SinkContext {
