@@ -9,6 +9,7 @@ use flowcast_engine::metrics;
 use flowcast_engine::runtime::{self, Execution};
 use flowcast_tests::job::TestJob;
 use flowcast_tests::kafka::{self, Record};
+use flowcast_tests::wait::poll_for;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,16 +72,12 @@ impl Drop for RunningJob {
     }
 }
 
-/// Polls `topic` until it holds `n` records (or the deadline passes).
+/// Polls `topic` until it holds `n` records (or the deadline passes); returns what it holds.
 fn wait_for(brokers: &str, topic: &str, n: usize, within: Duration) -> Vec<Record> {
-    let deadline = Instant::now() + within;
-    loop {
-        let got = kafka::read_all(brokers, topic);
-        if got.len() >= n || Instant::now() >= deadline {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll_for(within, || {
+        Some(kafka::read_all(brokers, topic)).filter(|got| got.len() >= n)
+    })
+    .unwrap_or_else(|| kafka::read_all(brokers, topic))
 }
 
 #[test]
@@ -235,16 +232,13 @@ fn idle_partition_holds_windows_only_until_the_idle_timeout() {
         .map(|i| reading(&d2, BASE + 600.0 + f64::from(i) * 10.0, 22.0))
         .collect();
     kafka::produce(&brokers, &topic, &rejoin);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = false;
-    while !seen && Instant::now() < deadline {
-        seen = kafka::read_all(&brokers, &pred_topic)
+    let seen = poll_for(Duration::from_secs(60), || {
+        kafka::read_all(&brokers, &pred_topic)
             .iter()
-            .any(|r| r.key.as_deref() == Some(d2.as_bytes()));
-        if !seen {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+            .any(|r| r.key.as_deref() == Some(d2.as_bytes()))
+            .then_some(())
+    })
+    .is_some();
     job.stop();
     assert!(seen, "the rejoined partition's windows fire");
 }

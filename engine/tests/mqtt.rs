@@ -13,13 +13,14 @@ use flowcast_operators::Prediction;
 use flowcast_tests::job::TestJob;
 use flowcast_tests::mqtt::{Subscriber, broker};
 use flowcast_tests::thingsboard::{entries, write_tokens_file};
+use flowcast_tests::wait::poll_for;
 use flowcast_tests::{kafka, logs};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BASE: f64 = 1_700_000_040.0 - 1_700_000_040.0 % 60.0;
 
@@ -112,19 +113,6 @@ fn expected(preds: &[Prediction]) -> Stored {
         .collect()
 }
 
-fn poll_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn device_mode_delivers_every_prediction_through_mosquitto() {
     logs::capture();
@@ -153,7 +141,7 @@ fn device_mode_delivers_every_prediction_through_mosquitto() {
         .iter()
         .map(|((_, ts), v)| ((*ts, Value::Object(v.clone()).to_string()), ()))
         .collect();
-    let got = poll_until(Duration::from_secs(30), || {
+    let got = poll_for(Duration::from_secs(30), || {
         let mut got = BTreeMap::new();
         for p in sub.payloads() {
             let v: Value = serde_json::from_slice(&p).expect("json payload");
@@ -189,7 +177,7 @@ fn gateway_mode_delivers_every_device_on_one_connection() {
     ));
     let want = expected(&preds);
     assert!(want.len() >= 3 * 10, "{} predictions", want.len());
-    let got = poll_until(Duration::from_secs(30), || {
+    let got = poll_for(Duration::from_secs(30), || {
         let mut got: Stored = BTreeMap::new();
         for p in sub.payloads() {
             let v: Value = serde_json::from_slice(&p).expect("json payload");

@@ -10,9 +10,10 @@ use flowcast_engine::sinks::mqtt::{MqttDelivery, MqttMode, MqttSinkConfig};
 use flowcast_operators::{ObservedValues, PredictedValues, Prediction};
 use flowcast_tests::mqtt::{PrivateBroker, Proxy, Subscriber, broker};
 use flowcast_tests::thingsboard::{entries, write_tokens_file};
+use flowcast_tests::wait::poll_for;
 use flowcast_tests::{kafka, logs};
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BASE: f64 = 1_700_000_040.0 - 1_700_000_040.0 % 60.0;
 
@@ -26,19 +27,6 @@ fn assert_no_token_leaks(tokens: &[String]) {
             !rendered.contains(t.as_str()),
             "a token leaked into the metrics"
         );
-    }
-}
-
-fn poll_until<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -102,7 +90,7 @@ fn a_broken_connection_reconnects_and_loses_nothing() {
             d.submit(prediction(k, i));
         }
     }
-    poll_until(Duration::from_secs(20), || {
+    poll_for(Duration::from_secs(20), || {
         (ours(&sub).len() == 20).then_some(())
     })
     .expect("the first 20 arrive");
@@ -119,11 +107,11 @@ fn a_broken_connection_reconnects_and_loses_nothing() {
         }
         d
     });
-    poll_until(Duration::from_secs(20), || {
+    poll_for(Duration::from_secs(20), || {
         (metrics::total("flowcast_mqtt_connection_errors_total", &job) >= 2).then_some(())
     })
     .expect("reconnects fail while the link is down");
-    poll_until(Duration::from_secs(20), || {
+    poll_for(Duration::from_secs(20), || {
         (metrics::total("flowcast_mqtt_backpressure_waits_total", &job) >= 1).then_some(())
     })
     .expect("the feeder blocks at the bound");
@@ -131,7 +119,7 @@ fn a_broken_connection_reconnects_and_loses_nothing() {
     proxy.heal();
     let mut d = feeder.join().expect("feeder");
     d.finish();
-    let got = poll_until(Duration::from_secs(20), || {
+    let got = poll_for(Duration::from_secs(20), || {
         let got = ours(&sub);
         (got.len() >= 40).then_some(got)
     })

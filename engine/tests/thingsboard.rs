@@ -23,11 +23,12 @@ use flowcast_tests::job::TestJob;
 use flowcast_tests::kafka::{self, Record};
 use flowcast_tests::logs;
 use flowcast_tests::thingsboard::{TbServer, write_tokens_file};
+use flowcast_tests::wait::until;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BASE: f64 = 1_700_000_040.0 - 1_700_000_040.0 % 60.0;
 
@@ -129,14 +130,6 @@ fn assert_same(tb: &TbServer, kafka_out: &[Prediction]) {
     }
 }
 
-fn poll_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn thingsboard_down_mid_stream_loses_nothing() {
     logs::capture();
@@ -180,10 +173,10 @@ fn thingsboard_down_mid_stream_loses_nothing() {
     // ThingsBoard goes down; twenty more minutes of data arrive.
     tb.outage();
     kafka::produce(&brokers, &topic, &readings(&devices, 600, 1800));
-    poll_until("the circuit to open", Duration::from_secs(60), || {
+    until("the circuit to open", Duration::from_secs(60), || {
         metrics::total("flowcast_thingsboard_circuit_open", &name) > 0
     });
-    poll_until(
+    until(
         "the sink's queue to fill (backpressure)",
         Duration::from_secs(60),
         || metrics::total("flowcast_thingsboard_backpressure_waits_total", &name) > 0,
@@ -193,7 +186,7 @@ fn thingsboard_down_mid_stream_loses_nothing() {
     // Back up: everything the job made arrives.
     tb.restore();
     let pred_topic = format!("{name}-pred");
-    poll_until(
+    until(
         "ThingsBoard to catch up with Kafka",
         Duration::from_secs(120),
         || {
@@ -382,7 +375,7 @@ fn the_bridge_commits_only_what_was_delivered() {
     tb.outage();
     kafka::produce(&brokers, &topic, &batch(25, 50));
     let job = format!("tb-bridge-{group}");
-    poll_until("the circuit to open", Duration::from_secs(30), || {
+    until("the circuit to open", Duration::from_secs(30), || {
         metrics::total("flowcast_thingsboard_circuit_open", &job) > 0
     });
     stop.store(true, Ordering::SeqCst);
@@ -495,7 +488,7 @@ fn bursts_of_5xx_and_timeouts_are_retried_and_a_replay_overwrites() {
     // and sends it again; the same ts overwrites.
     tb.set_latency(Duration::from_millis(500));
     submit(10, 12);
-    poll_until("timeouts", Duration::from_secs(30), || {
+    until("timeouts", Duration::from_secs(30), || {
         metrics::total("flowcast_thingsboard_requests_total", &job) > 10
             && tb.accepted().len() > tb.latest().len()
     });

@@ -15,6 +15,7 @@ pub mod logs;
 pub mod mqtt;
 pub mod reference;
 pub mod thingsboard;
+pub mod wait;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
