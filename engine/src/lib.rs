@@ -5,6 +5,7 @@ pub mod cli;
 pub mod dataflow;
 pub mod job;
 pub mod kafka;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod runtime;

@@ -6,7 +6,12 @@ use crate::dataflow::forecast::{Persistence, Predictor};
 use crate::job::graph::{self, JobPlan, PredictorFactory};
 use crate::job::{JobSpec, ModelSpec};
 use crate::kafka::{ClientSettings, TopicAdmin};
+use crate::lifecycle::snapshot::{self, RestorePlan};
+use crate::lifecycle::state::WorkerStateConfig;
+use crate::lifecycle::{JobControl, KeyGroups, WorkerState};
 use crate::metrics;
+use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -121,6 +126,22 @@ impl std::fmt::Display for RunSummary {
     }
 }
 
+/// How a run starts, stops and keeps state, beside its spec.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Set to cancel the job.
+    pub shutdown: Arc<AtomicBool>,
+    /// Feeds the control stream (snapshots, stop) on worker 0 of process 0.
+    pub control: Option<JobControl>,
+    /// Where snapshots are written (`{dir}/snapshot-{id}/`).
+    pub state_dir: Option<PathBuf>,
+    /// A snapshot directory (`.../snapshot-{id}`) to start from.
+    pub restore_from: Option<PathBuf>,
+    /// Start even when the snapshot holds state of operators the job no longer has
+    /// (that state is dropped), as Flink's `--allowNonRestoredState`.
+    pub allow_non_restored_state: bool,
+}
+
 /// Runs `spec` until its input ends (bounded) or `shutdown` is set; returns the first
 /// fatal error of any worker.
 pub fn run(
@@ -128,6 +149,32 @@ pub fn run(
     exec: &Execution,
     shutdown: Arc<AtomicBool>,
 ) -> anyhow::Result<RunSummary> {
+    run_with(
+        spec,
+        exec,
+        RunOptions {
+            shutdown,
+            ..RunOptions::default()
+        },
+    )
+}
+
+/// The key groups of a run: the snapshot's when restoring (a different `key-groups` in
+/// the spec is refused), else the spec's or the default.
+fn key_groups(spec: &JobSpec, plan: Option<&RestorePlan>) -> anyhow::Result<KeyGroups> {
+    match (plan, spec.state.key_groups) {
+        (Some(p), Some(n)) if n != p.key_groups.count() => anyhow::bail!(
+            "the snapshot was taken with {} key groups but the spec sets `state.key-groups = {n}`; a job's key groups never change (remove the setting or set it to {})",
+            p.key_groups.count(),
+            p.key_groups.count()
+        ),
+        (Some(p), _) => Ok(p.key_groups),
+        (None, n) => Ok(KeyGroups::new(n.unwrap_or(KeyGroups::DEFAULT))?),
+    }
+}
+
+/// Runs `spec` with `opts`: optionally from a snapshot, with a control handle.
+pub fn run_with(spec: &JobSpec, exec: &Execution, opts: RunOptions) -> anyhow::Result<RunSummary> {
     let predictor = predictor_factory(spec);
     // Fail fast, before any worker starts, when the model cannot be loaded or does not
     // read the job's sequence length.
@@ -141,6 +188,22 @@ pub fn run(
             spec.sequence.length
         );
     }
+    let restore = match &opts.restore_from {
+        Some(dir) => {
+            let plan = snapshot::load(dir)
+                .map_err(|e| anyhow::anyhow!("cannot restore from {}: {e}", dir.display()))?;
+            tracing::info!(
+                job = %spec.name, snapshot = plan.id, epoch = plan.epoch, from_workers = plan.workers,
+                operators = plan.operators.len(), "restoring from {}", dir.display()
+            );
+            Some(Arc::new(plan))
+        }
+        None => None,
+    };
+    let groups = key_groups(spec, restore.as_deref())?;
+    if let (Some(control), Some(dir)) = (&opts.control, &opts.state_dir) {
+        control.number_after(snapshot::latest_id(dir));
+    }
     let settings = ClientSettings::new(&spec.source.brokers);
     let admin = TopicAdmin::new(&settings, Duration::from_secs(30))?;
     let partitions = admin.describe(&spec.source.topic)?.partitions.len() as i32;
@@ -151,18 +214,40 @@ pub fn run(
     );
     tracing::info!(
         job = %spec.name, topic = %spec.source.topic, partitions,
-        workers = exec.workers, processes = exec.hosts.len().max(1), "starting job"
+        workers = exec.workers, processes = exec.hosts.len().max(1),
+        key_groups = groups.count(), "starting job"
     );
     let started = std::time::Instant::now();
     let failure = Arc::new(Mutex::new(None));
     let plan = JobPlan {
         spec: spec.clone(),
         partitions,
-        shutdown,
+        shutdown: Arc::clone(&opts.shutdown),
         failure: Arc::clone(&failure),
     };
+    let first_process = exec.process_index == 0;
     let guards = timely::execute(exec.timely_config(), move |worker| {
-        worker.dataflow::<Epoch, _, _>(|scope| graph::build(scope, &plan, &predictor));
+        let state = Rc::new(WorkerState::new(WorkerStateConfig {
+            job: plan.spec.name.clone(),
+            index: worker.index(),
+            workers: worker.peers(),
+            partitions: plan.partitions,
+            key_groups: groups,
+            restore: restore.clone(),
+            state_dir: opts.state_dir.clone(),
+            failure: Arc::clone(&plan.failure),
+        }));
+        let control = (first_process && worker.index() == 0)
+            .then(|| opts.control.clone())
+            .flatten();
+        let built = Rc::clone(&state);
+        worker.dataflow::<Epoch, _, _>(|scope| {
+            graph::build(scope, &plan, &predictor, built, control);
+        });
+        if let Err(e) = state.check_restored(opts.allow_non_restored_state) {
+            state.fail(format!("cannot restore: {e}"));
+            state.stop_sources();
+        }
         while worker.step_or_park(Some(Duration::from_millis(100))) {}
     })
     .map_err(|e| anyhow::anyhow!("cannot start the timely workers: {e}"))?;

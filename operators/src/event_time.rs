@@ -47,6 +47,17 @@ pub struct PartitionMark {
     pub state: MarkState,
 }
 
+/// What a partition's clock keeps across a restart (part of the source's per-partition
+/// state): the newest event time seen and whether the partition was idle. The rest of
+/// the clock is processing time, which starts again on restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockState {
+    /// Newest event time seen on the partition.
+    pub max_event: Option<EventTime>,
+    /// The last state announced to the window operators.
+    pub last_sent: Option<MarkState>,
+}
+
 /// Watermark bookkeeping of one partition on the source side.
 #[derive(Debug, Clone)]
 pub struct PartitionClock {
@@ -56,6 +67,8 @@ pub struct PartitionClock {
     last_record_at_ms: u64,
     last_sent: Option<MarkState>,
     finished: bool,
+    /// Restored idle: stays idle until a record arrives.
+    idle_until_record: bool,
 }
 
 impl PartitionClock {
@@ -68,6 +81,34 @@ impl PartitionClock {
             last_record_at_ms: now_ms,
             last_sent: None,
             finished: false,
+            idle_until_record: false,
+        }
+    }
+
+    /// A clock restored from `state` at processing time `now_ms`: a partition that was idle
+    /// stays idle until a record arrives, so a restore announces nothing new for it.
+    pub fn restored(
+        state: ClockState,
+        out_of_orderness_ms: EventTime,
+        idle_timeout_ms: u64,
+        now_ms: u64,
+    ) -> Self {
+        PartitionClock {
+            out_of_orderness: out_of_orderness_ms,
+            idle_timeout_ms,
+            max_event: state.max_event,
+            last_record_at_ms: now_ms,
+            last_sent: state.last_sent,
+            finished: false,
+            idle_until_record: state.last_sent == Some(MarkState::Idle),
+        }
+    }
+
+    /// What a snapshot keeps of this clock.
+    pub fn state(&self) -> ClockState {
+        ClockState {
+            max_event: self.max_event,
+            last_sent: self.last_sent,
         }
     }
 
@@ -75,12 +116,14 @@ impl PartitionClock {
     pub fn observe(&mut self, t: EventTime, now_ms: u64) {
         self.max_event = Some(self.max_event.map_or(t, |m| m.max(t)));
         self.last_record_at_ms = now_ms;
+        self.idle_until_record = false;
     }
 
     /// Notes a record without a usable event time (refused by validation): the partition
     /// is alive, so it is not idle, but its watermark does not move.
     pub fn touch(&mut self, now_ms: u64) {
         self.last_record_at_ms = now_ms;
+        self.idle_until_record = false;
     }
 
     /// Whether the partition has ended.
@@ -94,11 +137,12 @@ impl PartitionClock {
     }
 
     /// The partition's state at `now_ms`.
-    pub fn state(&self, now_ms: u64) -> MarkState {
+    pub fn mark_state(&self, now_ms: u64) -> MarkState {
         if self.finished {
             return MarkState::Finished;
         }
-        let idle = now_ms.saturating_sub(self.last_record_at_ms) >= self.idle_timeout_ms;
+        let idle = self.idle_until_record
+            || now_ms.saturating_sub(self.last_record_at_ms) >= self.idle_timeout_ms;
         match self.max_event {
             _ if idle => MarkState::Idle,
             Some(m) => MarkState::Watermark(m.saturating_sub(self.out_of_orderness)),
@@ -108,7 +152,7 @@ impl PartitionClock {
 
     /// The state to announce at `now_ms`, if it changed since the last announcement.
     pub fn poll_change(&mut self, now_ms: u64) -> Option<MarkState> {
-        let s = self.state(now_ms);
+        let s = self.mark_state(now_ms);
         (self.last_sent != Some(s)).then(|| {
             self.last_sent = Some(s);
             s
@@ -143,6 +187,21 @@ impl JobWatermark {
 
     /// Applies a mark; returns the (possibly advanced) job watermark.
     pub fn apply(&mut self, mark: PartitionMark) -> EventTime {
+        self.note(mark);
+        self.recompute()
+    }
+
+    /// Applies every mark of one epoch, then recomputes once: marks of different
+    /// partitions reach the operator instances in different orders, and the result must
+    /// not depend on that order (each partition's own marks arrive in order).
+    pub fn apply_all(&mut self, marks: impl IntoIterator<Item = PartitionMark>) -> EventTime {
+        for m in marks {
+            self.note(m);
+        }
+        self.recompute()
+    }
+
+    fn note(&mut self, mark: PartitionMark) {
         let entry = self
             .partitions
             .entry(mark.partition)
@@ -151,7 +210,6 @@ impl JobWatermark {
         if let MarkState::Watermark(w) = mark.state {
             entry.1 = w;
         }
-        self.recompute()
     }
 
     fn recompute(&mut self) -> EventTime {
@@ -199,15 +257,47 @@ mod tests {
     #[test]
     fn watermark_is_max_event_minus_out_of_orderness() {
         let mut c = PartitionClock::new(5_000, 60_000, 0);
-        assert_eq!(c.state(0), MarkState::Watermark(MIN_WATERMARK));
+        assert_eq!(c.mark_state(0), MarkState::Watermark(MIN_WATERMARK));
         c.observe(100_000, 1);
         c.observe(90_000, 2);
-        assert_eq!(c.state(3), MarkState::Watermark(95_000));
+        assert_eq!(c.mark_state(3), MarkState::Watermark(95_000));
         assert_eq!(c.poll_change(3), Some(MarkState::Watermark(95_000)));
         assert_eq!(c.poll_change(4), None);
-        assert_eq!(c.state(60_002), MarkState::Idle);
+        assert_eq!(c.mark_state(60_002), MarkState::Idle);
         c.observe(120_000, 60_003);
-        assert_eq!(c.state(60_004), MarkState::Watermark(115_000));
+        assert_eq!(c.mark_state(60_004), MarkState::Watermark(115_000));
+    }
+
+    #[test]
+    fn a_restored_clock_keeps_its_watermark_and_idleness() {
+        let mut c = PartitionClock::new(5_000, 60_000, 0);
+        c.observe(100_000, 1);
+        assert_eq!(c.poll_change(2), Some(MarkState::Watermark(95_000)));
+        // Restored much later in processing time: same watermark, nothing new to say.
+        let mut r = PartitionClock::restored(c.state(), 5_000, 60_000, 1_000_000);
+        assert_eq!(r.poll_change(1_000_001), None);
+        assert_eq!(r.poll_change(1_060_001), Some(MarkState::Idle));
+        // An idle partition restored stays idle until a record arrives.
+        let mut i = PartitionClock::restored(r.state(), 5_000, 60_000, 5);
+        assert_eq!(i.poll_change(6), None);
+        i.observe(200_000, 7);
+        assert_eq!(i.poll_change(8), Some(MarkState::Watermark(195_000)));
+    }
+
+    #[test]
+    fn marks_of_one_epoch_give_the_same_watermark_in_any_order() {
+        let marks = [
+            mark(0, MarkState::Watermark(100)),
+            mark(1, MarkState::Idle),
+            mark(2, MarkState::Watermark(300)),
+            mark(1, MarkState::Watermark(50)),
+        ];
+        let mut a = JobWatermark::new(3);
+        a.apply_all(marks);
+        let mut b = JobWatermark::new(3);
+        b.apply_all([marks[2], marks[0], marks[1], marks[3]]);
+        assert_eq!(a.current(), 50);
+        assert_eq!(a.current(), b.current());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use crate::event_time::EventTime;
 use crate::window::WindowResult;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// One device's ring, oldest first: the `[temperature, humidity]` means and, beside them,
 /// each window's distance in windows to the one before it (unused for the oldest;
@@ -75,6 +75,38 @@ impl Sequences {
     /// Number of devices tracked.
     pub fn devices(&self) -> usize {
         self.rings.len()
+    }
+
+    /// The rings of every device, grouped by `group(device)`: one `Sequences` per group,
+    /// for a snapshot by key group.
+    pub fn split_by(&self, group: impl Fn(&str) -> u32) -> BTreeMap<u32, Sequences> {
+        let mut parts: BTreeMap<u32, Sequences> = BTreeMap::new();
+        for (device, ring) in &self.rings {
+            parts
+                .entry(group(device))
+                .or_insert_with(|| Sequences {
+                    len: self.len,
+                    rings: HashMap::new(),
+                })
+                .rings
+                .insert(device.clone(), ring.clone());
+        }
+        parts
+    }
+
+    /// Takes over the rings of `other` (a restored key group).
+    ///
+    /// # Errors
+    /// If `other` keeps a different number of windows per device.
+    pub fn merge(&mut self, other: Sequences) -> Result<(), String> {
+        if other.len != self.len {
+            return Err(format!(
+                "the state keeps {} windows per device but the job's sequence length is {}",
+                other.len, self.len
+            ));
+        }
+        self.rings.extend(other.rings);
+        Ok(())
     }
 
     /// Adds a window result; returns the sequence to forecast from, if any.
@@ -159,6 +191,27 @@ mod tests {
             vec![2.0, 3.0, 4.0]
         );
         assert_eq!(q.window_end, 40);
+    }
+
+    #[test]
+    fn split_and_merge_keep_every_ring() {
+        let mut s = Sequences::new(2);
+        for d in ["a", "b", "c"] {
+            let mut w = win(0, 1.0, 0);
+            w.device = d.into();
+            s.push(&w);
+        }
+        let parts = s.split_by(|d| u32::from(d != "a"));
+        assert_eq!(parts.len(), 2);
+        let mut back = Sequences::new(2);
+        for p in parts.into_values() {
+            back.merge(p).expect("same length");
+        }
+        assert_eq!(back.devices(), 3);
+        let mut w = win(10, 2.0, 0);
+        w.device = "b".into();
+        assert_eq!(back.push(&w), s.push(&w));
+        assert!(Sequences::new(3).merge(back).is_err());
     }
 
     #[test]

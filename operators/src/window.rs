@@ -8,7 +8,7 @@
 
 use crate::event_time::{EventTime, MAX_WATERMARK};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Running sums of one device's window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -222,6 +222,72 @@ impl TumblingWindows {
     }
 }
 
+/// The windows of some devices, detached from the indexes: what a snapshot stores per key
+/// group. [`TumblingWindows::split_by`] makes them, [`TumblingWindows::merge`] takes them
+/// back (on any worker, at any parallelism).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowsPart {
+    devices: Vec<(Box<str>, Vec<(EventTime, Sums)>)>,
+}
+
+impl WindowsPart {
+    /// Number of devices in the part.
+    pub fn devices(&self) -> usize {
+        self.devices.len()
+    }
+}
+
+impl TumblingWindows {
+    /// The open and retained windows of every device, grouped by `group(device)`.
+    pub fn split_by(&self, group: impl Fn(&str) -> u32) -> BTreeMap<u32, WindowsPart> {
+        let mut parts: BTreeMap<u32, WindowsPart> = BTreeMap::new();
+        for (name, slots) in self.names.iter().zip(&self.windows) {
+            if !slots.is_empty() {
+                parts
+                    .entry(group(name))
+                    .or_default()
+                    .devices
+                    .push((name.clone(), slots.clone()));
+            }
+        }
+        parts
+    }
+
+    /// Adds the windows of `part` (devices not held here yet), rebuilding the indexes:
+    /// windows not fired yet wait for the watermark, fired ones for their lateness.
+    pub fn merge(&mut self, part: WindowsPart) {
+        for (name, slots) in part.devices {
+            if slots.is_empty() {
+                continue;
+            }
+            let id = self.id(&name);
+            if self.windows[id as usize].is_empty() {
+                self.live_devices += 1;
+            }
+            for (start, sums) in slots {
+                let end = start.saturating_add(self.length);
+                if sums.fired {
+                    let purge_at = if self.watermark == MAX_WATERMARK {
+                        end
+                    } else {
+                        end.saturating_add(self.lateness)
+                    };
+                    self.retained.insert((purge_at, id, start));
+                } else {
+                    self.pending.insert((end, id));
+                }
+                self.windows[id as usize].push((start, sums));
+            }
+        }
+    }
+
+    /// Sets the watermark the windows have been advanced to (a restore: the job
+    /// watermark of the snapshot). Fires nothing.
+    pub fn restore_watermark(&mut self, watermark: EventTime) {
+        self.watermark = watermark;
+    }
+}
+
 fn result(device: &str, start: EventTime, end: EventTime, s: &Sums) -> WindowResult {
     let n = s.count as f64;
     WindowResult {
@@ -295,6 +361,48 @@ mod tests {
 
         w.advance(50 * MIN, &mut out);
         assert_eq!(w.devices(), 0, "purged state is freed");
+    }
+
+    #[test]
+    fn split_and_merge_give_the_same_results_as_one_instance() {
+        let mut one = TumblingWindows::new(30 * MIN, 10 * MIN);
+        for (i, d) in ["a", "b", "c", "d"].iter().enumerate() {
+            one.insert(d, i as EventTime * MIN, 20.0 + i as f64, 40.0);
+            one.insert(d, 31 * MIN, 25.0, 45.0);
+        }
+        let mut out = Vec::new();
+        one.advance(32 * MIN, &mut out);
+        assert_eq!(out.len(), 4);
+        // Split in two groups, restore each into a fresh instance.
+        let parts = one.split_by(|d| u32::from(d == "b" || d == "d"));
+        let mut two: Vec<TumblingWindows> = parts
+            .into_values()
+            .map(|p| {
+                let mut w = TumblingWindows::new(30 * MIN, 10 * MIN);
+                w.restore_watermark(32 * MIN);
+                w.merge(p);
+                w
+            })
+            .collect();
+        assert_eq!(two.iter().map(|w| w.devices()).sum::<usize>(), 4);
+        // A late update within lateness revises the fired window on the restored side.
+        let Insert::Updated(r) = two[1].insert("b", 2 * MIN, 30.0, 40.0) else {
+            panic!("expected a revision");
+        };
+        let Insert::Updated(o) = one.insert("b", 2 * MIN, 30.0, 40.0) else {
+            panic!("expected a revision");
+        };
+        assert_eq!(r, o);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        one.advance(70 * MIN, &mut a);
+        for w in &mut two {
+            w.advance(70 * MIN, &mut b);
+        }
+        a.sort_by(|x, y| x.device.cmp(&y.device));
+        b.sort_by(|x, y| x.device.cmp(&y.device));
+        assert_eq!(a, b);
+        assert_eq!(one.devices(), 0);
+        assert!(two.iter().all(|w| w.devices() == 0));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `flowcast run JOB.toml`: runs a job on worker threads, or as one process of several.
 
 use crate::job::JobSpec;
-use crate::runtime::{self, Execution};
+use crate::lifecycle::JobControl;
+use crate::runtime::{self, Execution, RunOptions};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +33,16 @@ pub struct RunArgs {
     /// Serve Prometheus metrics here (e.g. 0.0.0.0:9249).
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Where snapshots are written. With it, SIGUSR1 to process 0 stops the job with a
+    /// snapshot (`{dir}/snapshot-{id}/`) that `--restore-from` continues from.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Start from this snapshot directory (`.../snapshot-{id}`), at any worker count.
+    #[arg(long)]
+    pub restore_from: Option<PathBuf>,
+    /// Drop the snapshot's state of operators this job does not have instead of refusing.
+    #[arg(long)]
+    pub allow_non_restored_state: bool,
 }
 
 /// Parses `--hosts`.
@@ -91,7 +102,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
     }
-    let summary = runtime::run(&spec, &exec, shutdown)?;
+    let control = args.state_dir.as_ref().map(|_| JobControl::new());
+    if let Some(control) = &control {
+        stop_on_sigusr1(control.clone())?;
+    }
+    let opts = RunOptions {
+        shutdown,
+        control,
+        state_dir: args.state_dir,
+        restore_from: args.restore_from,
+        allow_non_restored_state: args.allow_non_restored_state,
+    };
+    let summary = runtime::run_with(&spec, &exec, opts)?;
     println!("flowcast: job {} {summary}", spec.name);
+    Ok(())
+}
+
+/// SIGUSR1 → stop with a snapshot (process 0 feeds the control stream).
+fn stop_on_sigusr1(control: JobControl) -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
+    std::thread::Builder::new()
+        .name("flowcast-sigusr1".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let id = control.stop_with_snapshot();
+                tracing::info!(snapshot = id, "SIGUSR1: stopping with a snapshot");
+            }
+        })?;
     Ok(())
 }

@@ -1,17 +1,16 @@
 //! The forecast operator: every sequence completed in an epoch — all devices whose window
 //! closed at the same watermark on this worker — goes through one batched forward pass.
+//! It runs on the operator lifecycle, which hands it each epoch's sequences at once.
 
 use super::Epoch;
+use crate::lifecycle::{EpochContext, JobContext, Operator, lifecycle};
 use crate::metrics;
 use flowcast_operators::event_time::to_secs;
 use flowcast_operators::sequence::Sequence;
 use flowcast_operators::{ObservedValues, PredictedValues, Prediction};
-use std::collections::BTreeMap;
 use std::time::Instant;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::Capability;
-use timely::dataflow::operators::generic::operator::Operator;
 
 /// A model that forecasts the next window from a batch of sequences.
 pub trait Predictor {
@@ -34,80 +33,127 @@ impl Predictor for Persistence {
     }
 }
 
+/// The forecast operator's logic: each epoch's sequences in batches through the model.
+/// It holds no state (the model is configuration).
+pub struct ForecastOperator<P> {
+    job: String,
+    predictor: P,
+    max_batch: usize,
+    window_ms: i64,
+    made: metrics::Counter,
+    errors: metrics::Counter,
+    micros: metrics::Counter,
+    batches: metrics::Counter,
+}
+
+impl<P> std::fmt::Debug for ForecastOperator<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForecastOperator")
+            .field("job", &self.job)
+            .field("max_batch", &self.max_batch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Predictor> ForecastOperator<P> {
+    /// Forecasts with `predictor` on worker `worker`, in batches of at most `max_batch`;
+    /// `window_ms` is the window length.
+    pub fn new(job: &str, predictor: P, max_batch: usize, window_ms: i64, worker: usize) -> Self {
+        let index = worker.to_string();
+        let labels = [
+            ("job", job),
+            ("operator", "forecast"),
+            ("worker", index.as_str()),
+        ];
+        ForecastOperator {
+            job: job.to_owned(),
+            predictor,
+            max_batch: max_batch.max(1),
+            window_ms,
+            made: metrics::counter("flowcast_predictions_total", "Forecasts made", &labels),
+            errors: metrics::counter(
+                "flowcast_forecast_errors_total",
+                "Batches the model failed on",
+                &labels,
+            ),
+            micros: metrics::counter(
+                "flowcast_inference_micros_total",
+                "Time spent in the model",
+                &labels,
+            ),
+            batches: metrics::counter(
+                "flowcast_inference_batches_total",
+                "Forward passes",
+                &labels,
+            ),
+        }
+    }
+}
+
+impl<P: Predictor + 'static> Operator for ForecastOperator<P> {
+    type In = Sequence;
+    type Out = Prediction;
+
+    fn id(&self) -> &str {
+        "forecast"
+    }
+
+    fn on_records(&mut self, _: &EpochContext, seqs: Vec<Sequence>, out: &mut Vec<Prediction>) {
+        for chunk in seqs.chunks(self.max_batch) {
+            let started = Instant::now();
+            let result = self.predictor.predict(chunk);
+            self.micros.add(started.elapsed().as_micros() as u64);
+            self.batches.inc();
+            match result {
+                Ok(preds) if preds.len() == chunk.len() => {
+                    self.made.add(chunk.len() as u64);
+                    let id = self.predictor.model_id();
+                    let window_ms = self.window_ms;
+                    out.extend(
+                        chunk
+                            .iter()
+                            .zip(preds)
+                            .map(|(s, p)| prediction(s, p, window_ms, id)),
+                    );
+                }
+                Ok(preds) => {
+                    self.errors.inc();
+                    tracing::error!(job = %self.job, "model returned {} forecasts for {} sequences", preds.len(), chunk.len());
+                }
+                Err(e) => {
+                    self.errors.inc();
+                    tracing::error!(job = %self.job, "model failed on a batch of {}: {e}", chunk.len());
+                }
+            }
+        }
+    }
+}
+
 /// Forecasts on a stream of sequences.
 pub trait Forecast<'s> {
-    /// Runs `predictor` (made once per worker by `make`) on each epoch's sequences, in
-    /// batches of at most `max_batch`; `window_ms` is the window length.
-    fn forecast<P, F>(
+    /// Runs `predictor` on each epoch's sequences, in batches of at most `max_batch`;
+    /// `window_ms` is the window length.
+    fn forecast<P: Predictor + 'static>(
         self,
         job: &str,
-        make: F,
+        predictor: P,
         max_batch: usize,
         window_ms: i64,
-    ) -> StreamVec<'s, Epoch, Prediction>
-    where
-        P: Predictor + 'static,
-        F: FnOnce() -> P;
+        ctx: &JobContext<'s>,
+    ) -> StreamVec<'s, Epoch, Prediction>;
 }
 
 impl<'s> Forecast<'s> for StreamVec<'s, Epoch, Sequence> {
-    fn forecast<P, F>(
+    fn forecast<P: Predictor + 'static>(
         self,
         job: &str,
-        make: F,
+        predictor: P,
         max_batch: usize,
         window_ms: i64,
-    ) -> StreamVec<'s, Epoch, Prediction>
-    where
-        P: Predictor + 'static,
-        F: FnOnce() -> P,
-    {
-        let index = self.scope().index().to_string();
-        let job = job.to_owned();
-        let mut predictor = make();
-        self.unary_frontier(Pipeline, "Forecast", move |_cap, _info| {
-            let mut stash: BTreeMap<Epoch, (Capability<Epoch>, Vec<Sequence>)> = BTreeMap::new();
-            let labels = [("job", job.as_str()), ("operator", "forecast"), ("worker", index.as_str())];
-            let made = metrics::counter("flowcast_predictions_total", "Forecasts made", &labels);
-            let errors = metrics::counter("flowcast_forecast_errors_total", "Batches the model failed on", &labels);
-            let micros = metrics::counter("flowcast_inference_micros_total", "Time spent in the model", &labels);
-            let batches = metrics::counter("flowcast_inference_batches_total", "Forward passes", &labels);
-            move |(input, frontier), output| {
-                input.for_each(|cap, data| {
-                    if let Some(t) = cap.least().copied() {
-                        stash.entry(t).or_insert_with(|| (cap.delayed(&t, 0), Vec::new())).1.append(data);
-                    }
-                });
-                while let Some((&t, _)) = stash.first_key_value() {
-                    if frontier.less_equal(&t) {
-                        break;
-                    }
-                    let Some((_, (cap, seqs))) = stash.pop_first() else { break };
-                    let mut session = output.session(&cap);
-                    for chunk in seqs.chunks(max_batch.max(1)) {
-                        let started = Instant::now();
-                        let result = predictor.predict(chunk);
-                        micros.add(started.elapsed().as_micros() as u64);
-                        batches.inc();
-                        match result {
-                            Ok(preds) if preds.len() == chunk.len() => {
-                                made.add(chunk.len() as u64);
-                                let id = predictor.model_id();
-                                session.give_iterator(chunk.iter().zip(preds).map(|(s, p)| prediction(s, p, window_ms, id)));
-                            }
-                            Ok(preds) => {
-                                errors.inc();
-                                tracing::error!(job = %job, "model returned {} forecasts for {} sequences", preds.len(), chunk.len());
-                            }
-                            Err(e) => {
-                                errors.inc();
-                                tracing::error!(job = %job, "model failed on a batch of {}: {e}", chunk.len());
-                            }
-                        }
-                    }
-                }
-            }
-        })
+        ctx: &JobContext<'s>,
+    ) -> StreamVec<'s, Epoch, Prediction> {
+        let op = ForecastOperator::new(job, predictor, max_batch, window_ms, ctx.state.index());
+        lifecycle(self, Pipeline, ctx, op)
     }
 }
 

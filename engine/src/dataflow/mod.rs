@@ -11,16 +11,17 @@
 //!
 //! Timely timestamps are epochs ([`Epoch`]): sources advance them on an interval, and an
 //! epoch is complete everywhere once the frontier passes it. Event time travels in the
-//! records and in [`PartitionMark`]s, which window operators apply only when an epoch is
-//! complete, so the result does not depend on how workers interleave.
+//! records and in [`PartitionMark`]s, which the lifecycle adapter
+//! ([`crate::lifecycle`]) applies only when an epoch is complete, so the result does not
+//! depend on how workers interleave. Keyed operators route by key group.
 
 pub mod forecast;
 pub mod latency;
 pub mod sequence;
 pub mod source;
+pub mod source_state;
 pub mod window;
 
-use crate::kafka::partitioner::murmur2;
 use flowcast_operators::Reading;
 use flowcast_operators::event_time::EventTime;
 pub use flowcast_operators::event_time::PartitionMark;
@@ -28,12 +29,6 @@ use serde::{Deserialize, Serialize};
 
 /// The timely timestamp of every Flowcast dataflow: the epoch.
 pub type Epoch = u64;
-
-/// The hash that routes a device's records to its worker; keyed state is addressed by it,
-/// so a job restored at another parallelism redistributes state by the same function.
-pub fn key_hash(device: &str) -> u64 {
-    u64::from(murmur2(device.as_bytes()) as u32)
-}
 
 /// A valid reading with where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

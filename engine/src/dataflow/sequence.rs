@@ -1,47 +1,106 @@
 //! The sequence operator: each device's most recent window results in a ring; once full,
-//! every new window yields the sequence the model reads. Keyed by device.
+//! every new window yields the sequence the model reads. Keyed by device, on the
+//! operator lifecycle: the rings are keyed state, written per key group.
 
-use super::{Epoch, key_hash};
+use super::Epoch;
+use crate::lifecycle::{
+    EpochContext, JobContext, KeyGroups, Operator, RestoredState, StateError, StateWriter,
+    lifecycle,
+};
 use crate::metrics;
 use flowcast_operators::sequence::{Sequence, Sequences};
 use flowcast_operators::window::WindowResult;
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::operator::Operator;
+
+/// The sequence operator's logic: [`Sequences`] on the lifecycle.
+#[derive(Debug)]
+pub struct SequenceOperator {
+    state: Sequences,
+    groups: KeyGroups,
+    devices: metrics::Counter,
+}
+
+impl SequenceOperator {
+    /// Rings of `len` windows on worker `worker`.
+    pub fn new(job: &str, len: usize, groups: KeyGroups, worker: usize) -> Self {
+        let index = worker.to_string();
+        let labels = [
+            ("job", job),
+            ("operator", "sequence"),
+            ("worker", index.as_str()),
+        ];
+        SequenceOperator {
+            state: Sequences::new(len),
+            groups,
+            devices: metrics::gauge(
+                "flowcast_keyed_state_devices",
+                "Devices in keyed state",
+                &labels,
+            ),
+        }
+    }
+}
+
+impl Operator for SequenceOperator {
+    type In = WindowResult;
+    type Out = Sequence;
+
+    fn id(&self) -> &str {
+        "sequence"
+    }
+
+    fn restore(&mut self, state: RestoredState) -> Result<(), StateError> {
+        for group in state.keyed::<Sequences>() {
+            self.state
+                .merge(group?.1)
+                .map_err(|detail| StateError::Mismatch(format!("sequence: {detail}")))?;
+        }
+        self.devices.set(self.state.devices() as u64);
+        Ok(())
+    }
+
+    fn on_records(
+        &mut self,
+        _: &EpochContext,
+        records: Vec<WindowResult>,
+        out: &mut Vec<Sequence>,
+    ) {
+        out.extend(records.iter().filter_map(|w| self.state.push(w)));
+        self.devices.set(self.state.devices() as u64);
+    }
+
+    fn snapshot(
+        &mut self,
+        _: &EpochContext,
+        state: &mut StateWriter<'_>,
+    ) -> Result<(), StateError> {
+        for (group, part) in self.state.split_by(|d| self.groups.of(d)) {
+            state.keyed(group, &part)?;
+        }
+        Ok(())
+    }
+}
 
 /// Keyed last-N state on a stream of window results.
 pub trait LastWindows<'s> {
     /// Keeps the `len` most recent windows per device; emits full sequences.
-    fn last_windows(self, job: &str, len: usize) -> StreamVec<'s, Epoch, Sequence>;
+    fn last_windows(
+        self,
+        job: &str,
+        len: usize,
+        ctx: &JobContext<'s>,
+    ) -> StreamVec<'s, Epoch, Sequence>;
 }
 
 impl<'s> LastWindows<'s> for StreamVec<'s, Epoch, WindowResult> {
-    fn last_windows(self, job: &str, len: usize) -> StreamVec<'s, Epoch, Sequence> {
-        let index = self.scope().index().to_string();
-        let job = job.to_owned();
-        self.unary(
-            Exchange::new(|w: &WindowResult| key_hash(&w.device)),
-            "LastWindows",
-            move |_cap, _info| {
-                let mut state = Sequences::new(len);
-                let labels = [
-                    ("job", job.as_str()),
-                    ("operator", "sequence"),
-                    ("worker", index.as_str()),
-                ];
-                let devices = metrics::gauge(
-                    "flowcast_keyed_state_devices",
-                    "Devices in keyed state",
-                    &labels,
-                );
-                move |input, output| {
-                    input.for_each(|cap, data| {
-                        let mut session = output.session(&cap);
-                        session.give_iterator(data.drain(..).filter_map(|w| state.push(&w)));
-                    });
-                    devices.set(state.devices() as u64);
-                }
-            },
-        )
+    fn last_windows(
+        self,
+        job: &str,
+        len: usize,
+        ctx: &JobContext<'s>,
+    ) -> StreamVec<'s, Epoch, Sequence> {
+        let op = SequenceOperator::new(job, len, ctx.state.key_groups(), ctx.state.index());
+        let pact = ctx.keyed(|w: &WindowResult| w.device.as_str());
+        lifecycle(self, pact, ctx, op)
     }
 }

@@ -7,15 +7,23 @@
 //! instead of spinning. The operator holds a capability for the current epoch; epochs are
 //! numbered by the wall clock (Unix time / `epoch_interval`), so every worker and process
 //! agrees on them and a busy worker cannot fall behind the others.
+//!
+//! The source keeps no state a snapshot needs: after each batch it emits each touched
+//! partition's [`PartitionState`] (next offset, clock) in the same epoch as the batch's
+//! records, and the lifecycle operator [`super::source_state`] keeps the latest per
+//! partition. A snapshot at epoch c thus holds exactly the positions after the records
+//! of epochs ≤ c. A restored source starts each partition from its state.
 
 use super::{DeadLetter, Epoch, PartitionMark, SourcedReading};
 use crate::kafka::ClientSettings;
+use crate::lifecycle::adapter::wall_clock_epoch;
 use crate::metrics;
-use flowcast_operators::event_time::{self, PartitionClock};
+use flowcast_operators::event_time::{self, ClockState, PartitionClock};
 use flowcast_operators::{Reading, SensorKind};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{SyncSender, TryRecvError, sync_channel};
@@ -34,6 +42,26 @@ pub enum SourceEvent {
     Dead(DeadLetter),
     /// A partition's watermark state changed.
     Mark(PartitionMark),
+    /// A partition's position after the records emitted before it.
+    Progress(PartitionProgress),
+}
+
+/// What a snapshot keeps of one source partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The next offset to read.
+    pub next_offset: i64,
+    /// The partition's watermark clock.
+    pub clock: ClockState,
+}
+
+/// A partition's state, as the source announces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionProgress {
+    /// Kafka partition.
+    pub partition: i32,
+    /// Its state after the records emitted so far.
+    pub state: PartitionState,
 }
 
 /// Where the source starts and whether it stops.
@@ -70,6 +98,10 @@ pub struct KafkaSourceConfig {
     pub epoch_interval: Duration,
     /// Set to stop an unbounded source (cancel).
     pub shutdown: Arc<AtomicBool>,
+    /// Set when the job stopped at a snapshot: this worker's source stops reading.
+    pub stop: Arc<AtomicBool>,
+    /// Restored state of the partitions this worker reads.
+    pub restored: BTreeMap<i32, PartitionState>,
     /// The first fatal error of the job, if any.
     pub failure: Arc<Mutex<Option<String>>>,
 }
@@ -91,6 +123,8 @@ struct RawMsg {
 
 #[derive(Debug)]
 enum Feed {
+    /// Where the consumer starts reading a partition.
+    Start(i32, i64),
     Batch(RawBatch),
     End(i32),
     Error(String),
@@ -112,23 +146,35 @@ pub fn kafka_source<'s>(
         &format!("KafkaSource({})", cfg.topic),
         move |cap, info| {
             let mine: Vec<i32> = (0..cfg.partitions)
-                .filter(|p| (*p as usize) % peers == index)
+                .filter(|p| crate::lifecycle::partition_owner(*p, peers) == index)
                 .collect();
             let activator = worker.sync_activator_for(info.address.to_vec());
             let started = Instant::now();
+            let (ooo, idle) = (cfg.out_of_orderness_ms, cfg.idle_timeout_ms);
             let mut clocks: BTreeMap<i32, PartitionClock> = mine
                 .iter()
                 .map(|p| {
-                    (
-                        *p,
-                        PartitionClock::new(cfg.out_of_orderness_ms, cfg.idle_timeout_ms, 0),
-                    )
+                    let clock = match cfg.restored.get(p) {
+                        Some(s) => PartitionClock::restored(s.clock, ooo, idle, 0),
+                        None => PartitionClock::new(ooo, idle, 0),
+                    };
+                    (*p, clock)
                 })
                 .collect();
+            // Next offset per partition: what a snapshot of the source holds.
+            let mut next: BTreeMap<i32, i64> = cfg
+                .restored
+                .iter()
+                .filter(|(p, _)| mine.contains(p))
+                .map(|(p, s)| (*p, s.next_offset))
+                .collect();
+            let mut touched: BTreeSet<i32> = BTreeSet::new();
             let (rx, consumer_thread) = if mine.is_empty() {
                 (None, None)
             } else {
-                let (tx, rx) = sync_channel(4);
+                // Room for a start and an end per partition beside the batches in flight,
+                // which the consumer sends before it first wakes the operator.
+                let (tx, rx) = sync_channel(4 + 2 * mine.len());
                 let handle = spawn_consumer(&cfg, mine.clone(), tx, activator, index);
                 (Some(rx), Some(handle))
             };
@@ -178,6 +224,7 @@ pub fn kafka_source<'s>(
                                 let mut per_partition: BTreeMap<i32, u64> = BTreeMap::new();
                                 for m in &batch.msgs {
                                     *per_partition.entry(m.partition).or_default() += 1;
+                                    next.insert(m.partition, m.offset + 1);
                                     let key = m.key.clone().map(|r| &batch.bytes[r]);
                                     let payload = &batch.bytes[m.payload.clone()];
                                     match Reading::parse(key, payload, cfg.sensor) {
@@ -219,7 +266,12 @@ pub fn kafka_source<'s>(
                                     if let Some(c) = records_in.get(&p) {
                                         c.add(n);
                                     }
+                                    touched.insert(p);
                                 }
+                            }
+                            Ok(Feed::Start(p, offset)) => {
+                                next.entry(p).or_insert(offset);
+                                touched.insert(p);
                             }
                             Ok(Feed::End(p)) => {
                                 if let Some(clock) = clocks.get_mut(&p) {
@@ -246,11 +298,24 @@ pub fn kafka_source<'s>(
                             partition: *p,
                             state,
                         }));
+                        touched.insert(*p);
+                    }
+                }
+                for p in std::mem::take(&mut touched) {
+                    if let (Some(&next_offset), Some(clock)) = (next.get(&p), clocks.get(&p)) {
+                        session.give(SourceEvent::Progress(PartitionProgress {
+                            partition: p,
+                            state: PartitionState {
+                                next_offset,
+                                clock: clock.state(),
+                            },
+                        }));
                     }
                 }
                 drop(session);
                 let all_finished = clocks.values().all(PartitionClock::is_finished);
-                let cancelled = cfg.shutdown.load(Ordering::SeqCst);
+                let cancelled =
+                    cfg.shutdown.load(Ordering::SeqCst) || cfg.stop.load(Ordering::SeqCst);
                 if (bounded && all_finished) || cancelled || disconnected {
                     if disconnected && !all_finished && !cancelled {
                         let mut f = cfg.failure.lock().unwrap_or_else(|p| p.into_inner());
@@ -274,14 +339,6 @@ pub fn kafka_source<'s>(
             }
         },
     )
-}
-
-/// The epoch the wall clock is in: Unix time divided by the epoch interval.
-fn wall_clock_epoch(interval: Duration) -> Epoch {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    (since.as_millis() / interval.as_millis().max(1)) as Epoch
 }
 
 fn spawn_consumer(
@@ -332,14 +389,18 @@ fn consume(
         let (low, high) = consumer
             .fetch_watermarks(&cfg.topic, p, timeout)
             .map_err(|e| format!("cannot read the offsets of {}/{p}: {e}", cfg.topic))?;
-        let start = match cfg.bounds {
-            Bounds::EarliestBounded | Bounds::EarliestUnbounded => Offset::Offset(low),
-            Bounds::LatestUnbounded => Offset::Offset(high),
+        let start = match (cfg.restored.get(&p), cfg.bounds) {
+            // A restored partition continues where the snapshot left it.
+            (Some(s), _) => s.next_offset,
+            (None, Bounds::EarliestBounded | Bounds::EarliestUnbounded) => low,
+            (None, Bounds::LatestUnbounded) => high,
         };
-        tpl.add_partition_offset(&cfg.topic, p, start)
+        tpl.add_partition_offset(&cfg.topic, p, Offset::Offset(start))
             .map_err(|e| e.to_string())?;
+        tx.send(Feed::Start(p, start))
+            .map_err(|_| "source operator gone")?;
         if cfg.bounds == Bounds::EarliestBounded {
-            if high <= low {
+            if high <= start {
                 tx.send(Feed::End(p)).map_err(|_| "source operator gone")?;
             } else {
                 ends.insert(p, high);
@@ -355,7 +416,7 @@ fn consume(
         return Ok(());
     }
     let mut batch = RawBatch::default();
-    while !cfg.shutdown.load(Ordering::Relaxed) {
+    while !cfg.shutdown.load(Ordering::Relaxed) && !cfg.stop.load(Ordering::Relaxed) {
         let mut finished = Vec::new();
         let mut wait = TICK;
         while batch.msgs.len() < MAX_BATCH {
@@ -411,50 +472,66 @@ fn consume(
     Ok(())
 }
 
-/// Separates a source's output into readings, dead letters and marks.
-pub fn split<'s>(
-    events: StreamVec<'s, Epoch, SourceEvent>,
-) -> (
-    StreamVec<'s, Epoch, SourcedReading>,
-    StreamVec<'s, Epoch, DeadLetter>,
-    StreamVec<'s, Epoch, PartitionMark>,
-) {
+/// A source's output, separated.
+#[derive(Debug)]
+pub struct SourceStreams<'s> {
+    /// Valid readings.
+    pub readings: StreamVec<'s, Epoch, SourcedReading>,
+    /// Refused records.
+    pub dead: StreamVec<'s, Epoch, DeadLetter>,
+    /// Partition watermark marks.
+    pub marks: StreamVec<'s, Epoch, PartitionMark>,
+    /// Partition positions, for the source's state.
+    pub progress: StreamVec<'s, Epoch, PartitionProgress>,
+}
+
+/// Separates a source's output into readings, dead letters, marks and positions.
+pub fn split<'s>(events: StreamVec<'s, Epoch, SourceEvent>) -> SourceStreams<'s> {
     use timely::dataflow::operators::vec::{Map, Partition};
     let mut parts = events
-        .partition(3, |e| {
+        .partition(4, |e| {
             let route = match &e {
                 SourceEvent::Reading(_) => 0,
                 SourceEvent::Dead(_) => 1,
                 SourceEvent::Mark(_) => 2,
+                SourceEvent::Progress(_) => 3,
             };
             (route, e)
         })
         .into_iter();
-    let (Some(readings), Some(dead), Some(marks)) = (parts.next(), parts.next(), parts.next())
+    let (Some(readings), Some(dead), Some(marks), Some(progress)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        unreachable!("partition(3) returns three streams")
+        unreachable!("partition(4) returns four streams")
     };
-    (
-        readings.flat_map(|e| {
+    SourceStreams {
+        readings: readings.flat_map(|e| {
             if let SourceEvent::Reading(r) = e {
                 Some(r)
             } else {
                 None
             }
         }),
-        dead.flat_map(|e| {
+        dead: dead.flat_map(|e| {
             if let SourceEvent::Dead(d) = e {
                 Some(d)
             } else {
                 None
             }
         }),
-        marks.flat_map(|e| {
+        marks: marks.flat_map(|e| {
             if let SourceEvent::Mark(m) = e {
                 Some(m)
             } else {
                 None
             }
         }),
-    )
+        progress: progress.flat_map(|e| {
+            if let SourceEvent::Progress(p) = e {
+                Some(p)
+            } else {
+                None
+            }
+        }),
+    }
 }

@@ -2,22 +2,32 @@
 //!
 //! ```text
 //! kafka_source ─▶ split ─┬─ readings ─▶ tumbling_window ─┬─ windows ─▶ last_windows ─▶ forecast ─▶ sinks
-//!                        ├─ marks ────────┘               └─ late ─▶ late-data topic
+//!                        ├─ marks ─┐                      └─ late ─▶ late-data topic
+//!                        ├─ progress ─▶ source positions (the source's state)
 //!                        └─ dead letters ─▶ dead-letter topic
+//! control ─────────────────────────┴─▶ signals, broadcast to every lifecycle operator
 //! ```
+//!
+//! Every box after the source runs on the operator lifecycle ([`crate::lifecycle`]).
 
 use super::spec::{JobSpec, ModelSpec, SinkSpec, StartPosition, StopPosition};
 use crate::dataflow::Epoch;
 use crate::dataflow::forecast::{Forecast, Persistence, Predictor};
 use crate::dataflow::sequence::LastWindows;
 use crate::dataflow::source::{Bounds, KafkaSourceConfig, kafka_source, split};
+use crate::dataflow::source_state::{SourcePositions, source_id, source_positions};
 use crate::dataflow::window::{TumblingWindow, WindowConfig};
 use crate::kafka::ClientSettings;
+use crate::lifecycle::{JobContext, JobControl, Signal, WorkerState, control_stream};
 use crate::sinks::kafka::KafkaSink;
 use crate::sinks::{self, SinkContext};
+use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::Scope;
+use timely::dataflow::operators::core::Concat;
+use timely::dataflow::operators::probe::Probe;
+use timely::dataflow::operators::vec::{Broadcast, Map};
 
 /// Everything a worker needs to build its part of the job.
 #[derive(Debug, Clone)]
@@ -47,8 +57,15 @@ impl Predictor for Box<dyn Predictor> {
     }
 }
 
-/// Builds the forecast job on `scope`.
-pub fn build(scope: Scope<'_, Epoch>, plan: &JobPlan, predictor: &PredictorFactory) {
+/// Builds the forecast job on `scope`: `state` is the worker's state bookkeeping,
+/// `control` feeds the control stream (pass it on one worker only).
+pub fn build(
+    scope: Scope<'_, Epoch>,
+    plan: &JobPlan,
+    predictor: &PredictorFactory,
+    state: Rc<WorkerState>,
+    control: Option<JobControl>,
+) {
     let spec = &plan.spec;
     let settings = ClientSettings::new(&spec.source.brokers);
     let bounds = match (spec.source.start, spec.source.stop) {
@@ -56,6 +73,12 @@ pub fn build(scope: Scope<'_, Epoch>, plan: &JobPlan, predictor: &PredictorFacto
         (StartPosition::Earliest, StopPosition::Never) => Bounds::EarliestUnbounded,
         (StartPosition::Latest, _) => Bounds::LatestUnbounded,
     };
+    let restored = SourcePositions::restored(state.peek(&source_id(&spec.source.topic)))
+        .unwrap_or_else(|e| {
+            state.fail(format!("cannot restore the source's positions: {e}"));
+            state.stop_sources();
+            Default::default()
+        });
     let events = kafka_source(
         scope,
         KafkaSourceConfig {
@@ -69,49 +92,62 @@ pub fn build(scope: Scope<'_, Epoch>, plan: &JobPlan, predictor: &PredictorFacto
             idle_timeout_ms: spec.event_time.idle_timeout.as_millis() as u64,
             epoch_interval: spec.epoch_interval,
             shutdown: Arc::clone(&plan.shutdown),
+            stop: state.stop_flag(),
+            restored,
             failure: Arc::clone(&plan.failure),
         },
     );
-    let (readings, dead, marks) = split(events);
-    dead.kafka_sink(
-        &spec.name,
+    let (sources_done, events) = events.probe();
+    let src = split(events);
+    let control = control_stream(scope, control, sources_done, spec.epoch_interval);
+    let signals = src
+        .marks
+        .map(Signal::Mark)
+        .concat(control.map(Signal::Command))
+        .broadcast();
+    let ctx = JobContext { signals, state };
+    source_positions(src.progress, &spec.source.topic, &ctx);
+    src.dead.kafka_sink(
+        "dead-letters",
         &settings,
         &spec.dead_letter_topic,
         Arc::clone(&plan.failure),
+        &ctx,
     );
     let window_ms = spec.window.length.as_millis() as i64;
-    let (windows, late) = readings.tumbling_window(
-        marks,
+    let (windows, late) = src.readings.tumbling_window(
         WindowConfig {
             job: spec.name.clone(),
-            partitions: plan.partitions,
             length_ms: window_ms,
             lateness_ms: spec.window.allowed_lateness.as_millis() as i64,
         },
+        &ctx,
     );
     late.kafka_sink(
-        &spec.name,
+        "late-data",
         &settings,
         &spec.late_data_topic,
         Arc::clone(&plan.failure),
+        &ctx,
     );
+    let sequences = windows.last_windows(&spec.name, spec.sequence.length, &ctx);
 
     let max_batch = match &spec.model {
         ModelSpec::Off => {
             // The streaming part alone: each full sequence (its newest window and the mean
-            // of its last N windows) goes to the Kafka sinks.
-            let sequences = windows.last_windows(&spec.name, spec.sequence.length);
-            for sink in &spec.sinks {
+            // of its last N windows) goes to the Kafka sinks (the spec refuses others).
+            for (i, sink) in spec.sinks.iter().enumerate() {
                 if let SinkSpec::Kafka(k) = sink {
                     let s = k
                         .brokers
                         .as_ref()
                         .map_or_else(|| settings.clone(), ClientSettings::new);
                     sequences.clone().kafka_sink(
-                        &spec.name,
+                        &sink.operator_id(i),
                         &s,
                         &k.topic,
                         Arc::clone(&plan.failure),
+                        &ctx,
                     );
                 }
             }
@@ -120,33 +156,24 @@ pub fn build(scope: Scope<'_, Epoch>, plan: &JobPlan, predictor: &PredictorFacto
         ModelSpec::Torchscript { max_batch, .. } => *max_batch,
         ModelSpec::Persistence => 1024,
     };
-    let sequences = windows.last_windows(&spec.name, spec.sequence.length);
-    let failure = Arc::clone(&plan.failure);
-    let factory = Arc::clone(predictor);
-    let predictions = sequences.forecast(
-        &spec.name,
-        move || match factory() {
-            Ok(p) => p,
-            Err(e) => {
-                failure
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(e.clone());
-                tracing::error!("cannot load the model: {e}; falling back to persistence");
-                Box::new(Persistence) as Box<dyn Predictor>
-            }
-        },
-        max_batch,
-        window_ms,
-    );
-    let ctx = SinkContext {
+    let model = match predictor() {
+        Ok(p) => p,
+        Err(e) => {
+            ctx.state.fail(format!("cannot load the model: {e}"));
+            tracing::error!("falling back to persistence while the job stops");
+            ctx.state.stop_sources();
+            Box::new(Persistence) as Box<dyn Predictor>
+        }
+    };
+    let predictions = sequences.forecast(&spec.name, model, max_batch, window_ms, &ctx);
+    let sink_ctx = SinkContext {
         job: spec.name.clone(),
         kafka: settings.clone(),
         dead_letter_topic: spec.dead_letter_topic.clone(),
         failure: Arc::clone(&plan.failure),
         shutdown: Arc::clone(&plan.shutdown),
     };
-    for sink in &spec.sinks {
-        sinks::attach(sink, predictions.clone(), &ctx);
+    for (i, sink) in spec.sinks.iter().enumerate() {
+        sinks::attach(i, sink, predictions.clone(), &sink_ctx, &ctx);
     }
 }

@@ -42,6 +42,20 @@ pub struct JobSpec {
     /// How often sources advance the epoch (the unit of progress and, later, checkpoints).
     #[serde(default = "default_epoch_interval", with = "humantime_serde")]
     pub epoch_interval: Duration,
+    /// Operator state settings.
+    #[serde(default)]
+    pub state: StateSpec,
+}
+
+/// Operator state settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateSpec {
+    /// Number of key groups keyed state is split into (the most workers keyed operators
+    /// can use). Fixed at a job's first start: a job restored from a snapshot keeps the
+    /// snapshot's, and a different value here is refused. Default 128.
+    #[serde(default)]
+    pub key_groups: Option<u32>,
 }
 
 /// Where the job starts reading.
@@ -289,6 +303,23 @@ impl JobSpec {
         }
         if let ModelSpec::Torchscript { max_batch: 0, .. } = self.model {
             return Err(bad("model.max-batch", "must be at least 1"));
+        }
+        if self.state.key_groups == Some(0) {
+            return Err(bad("state.key-groups", "must be at least 1"));
+        }
+        if matches!(self.model, ModelSpec::Off)
+            && let Some(i) = self
+                .sinks
+                .iter()
+                .position(|s| !matches!(s, SinkSpec::Kafka(_)))
+        {
+            return Err(SpecError::Invalid {
+                path: path.to_owned(),
+                key: "sinks",
+                message: format!(
+                    "[{i}]: with `model.kind = \"off\"` the job writes window sequences, which only Kafka sinks take; choose a model or remove this sink"
+                ),
+            });
         }
         for (i, sink) in self.sinks.iter().enumerate() {
             sink.validate().map_err(|message| SpecError::Invalid {

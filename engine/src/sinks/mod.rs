@@ -1,5 +1,6 @@
 //! Sinks of predictions. Each sink is a folder here with its config struct and its
-//! operator; adding one is a folder plus one line in [`SinkSpec`] and one in [`attach`].
+//! operator on the lifecycle ([`crate::lifecycle::Operator`]); adding one is a folder
+//! plus one line in [`SinkSpec`] and one in [`attach`].
 //!
 //! - [`kafka`]: a Kafka topic (also used for dead letters and late records)
 //! - [`stdout`]: JSON lines on standard output
@@ -13,6 +14,7 @@ pub mod thingsboard;
 
 use crate::dataflow::Epoch;
 use crate::kafka::ClientSettings;
+use crate::lifecycle::JobContext;
 use flowcast_operators::Prediction;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicBool;
@@ -59,12 +61,32 @@ pub struct SinkContext {
     pub shutdown: Arc<AtomicBool>,
 }
 
-/// Attaches the sink `spec` to a stream of predictions.
-pub fn attach(spec: &SinkSpec, predictions: StreamVec<'_, Epoch, Prediction>, ctx: &SinkContext) {
+impl SinkSpec {
+    /// The sink's stable operator id: its place in the job's `[[sinks]]` list and its type.
+    pub fn operator_id(&self, index: usize) -> String {
+        let kind = match self {
+            SinkSpec::Kafka(_) => "kafka",
+            SinkSpec::Stdout(_) => "stdout",
+            SinkSpec::Thingsboard(_) => "thingsboard",
+            SinkSpec::Mqtt(_) => "mqtt",
+        };
+        format!("sink-{index}:{kind}")
+    }
+}
+
+/// Attaches the sink `spec`, the `index`-th of the job, to a stream of predictions.
+pub fn attach<'s>(
+    index: usize,
+    spec: &SinkSpec,
+    predictions: StreamVec<'s, Epoch, Prediction>,
+    ctx: &SinkContext,
+    job: &JobContext<'s>,
+) {
+    let id = spec.operator_id(index);
     match spec {
-        SinkSpec::Kafka(c) => kafka::attach(c, predictions, ctx),
-        SinkSpec::Stdout(_) => stdout::StdoutSink::stdout_sink(predictions),
-        SinkSpec::Thingsboard(c) => thingsboard::attach(c, predictions, ctx),
-        SinkSpec::Mqtt(c) => mqtt::attach(c, predictions, ctx),
+        SinkSpec::Kafka(c) => kafka::attach(&id, c, predictions, ctx, job),
+        SinkSpec::Stdout(_) => stdout::attach(&id, predictions, job),
+        SinkSpec::Thingsboard(c) => thingsboard::attach(&id, c, predictions, ctx, job),
+        SinkSpec::Mqtt(c) => mqtt::attach(&id, c, predictions, ctx, job),
     }
 }

@@ -6,11 +6,12 @@
 //! fails for good (e.g. the topic is not authorised) fails the job, loudly. When the input
 //! ends, the sink flushes before the job returns.
 //!
-//! Exactly-once (one transaction per epoch) comes with checkpoints; the epoch frontier this
-//! sink sees is where those commits will go.
+//! It runs on the operator lifecycle: a snapshot waits until Kafka has acknowledged
+//! everything before it (at-least-once). Exactly-once comes with checkpoints.
 
 use crate::dataflow::{DeadLetter, Epoch, LateRecord};
 use crate::kafka::ClientSettings;
+use crate::lifecycle::{EpochContext, JobContext, Operator, StateError, StateWriter, lifecycle};
 use crate::metrics;
 use flowcast_operators::Prediction;
 use flowcast_operators::event_time::to_secs;
@@ -24,7 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::operator::Operator;
 
 /// How a record is written to Kafka.
 pub trait KafkaRecord {
@@ -189,28 +189,40 @@ impl ProducerContext for SinkContext {
     }
 }
 
-/// Writes a stream to a Kafka topic.
-pub trait KafkaSink {
-    /// Produces every record to `topic`; flushes when the stream ends. A permanent delivery
-    /// failure is stored in `failure`.
-    fn kafka_sink(
-        self,
-        job: &str,
-        settings: &ClientSettings,
-        topic: &str,
-        failure: Arc<Mutex<Option<String>>>,
-    );
+/// The Kafka sink's logic on the operator lifecycle: records are handed to the producer
+/// as each epoch completes; a snapshot and the end of input wait until Kafka has
+/// acknowledged everything handed over (at-least-once).
+pub struct KafkaSinkOperator<D> {
+    id: String,
+    topic: String,
+    producer: Option<ThreadedProducer<SinkContext>>,
+    failure: Arc<Mutex<Option<String>>>,
+    latency: metrics::Histogram,
+    queue_full: metrics::Counter,
+    _records: std::marker::PhantomData<fn(D)>,
 }
 
-impl<D: KafkaRecord + 'static> KafkaSink for StreamVec<'_, Epoch, D> {
-    fn kafka_sink(
-        self,
+impl<D> std::fmt::Debug for KafkaSinkOperator<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSinkOperator")
+            .field("id", &self.id)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: KafkaRecord> KafkaSinkOperator<D> {
+    /// A sink `id` writing to `topic` on worker `worker`; a permanent delivery failure is
+    /// stored in `failure`.
+    pub fn new(
+        id: &str,
         job: &str,
         settings: &ClientSettings,
         topic: &str,
         failure: Arc<Mutex<Option<String>>>,
-    ) {
-        let index = self.scope().index().to_string();
+        worker: usize,
+    ) -> Self {
+        let index = worker.to_string();
         let labels = [("job", job), ("topic", topic), ("worker", index.as_str())];
         let ctx = SinkContext {
             delivered: metrics::counter(
@@ -256,71 +268,115 @@ impl<D: KafkaRecord + 'static> KafkaSink for StreamVec<'_, Epoch, D> {
                 None
             }
         };
-        let topic = topic.to_owned();
-        let mut flushed = false;
-        self.sink(
-            Pipeline,
-            &format!("KafkaSink({topic})"),
-            move |(input, frontier)| {
-                input.for_each(|cap, data| {
-                    if D::tracks_latency()
-                        && let Some(elapsed) = cap
-                            .least()
-                            .and_then(|e| crate::dataflow::latency::since_fired(*e))
-                    {
-                        latency.observe_us(elapsed.as_micros() as u64);
+        KafkaSinkOperator {
+            id: id.to_owned(),
+            topic: topic.to_owned(),
+            producer,
+            failure,
+            latency,
+            queue_full,
+            _records: std::marker::PhantomData,
+        }
+    }
+
+    fn fail(&self, msg: String) {
+        tracing::error!("{msg}");
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(msg);
+    }
+
+    /// Waits until Kafka acknowledged every record handed over.
+    fn flush(&self) {
+        if let Some(p) = &self.producer
+            && let Err(e) = p.flush(rdkafka::util::Timeout::Never)
+        {
+            self.fail(format!("flush of {} failed: {e}", self.topic));
+        }
+    }
+}
+
+impl<D: KafkaRecord + Clone + 'static> Operator for KafkaSinkOperator<D> {
+    type In = D;
+    type Out = ();
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn on_records(&mut self, ctx: &EpochContext, records: Vec<D>, _: &mut Vec<()>) {
+        if D::tracks_latency()
+            && let Some(elapsed) = crate::dataflow::latency::since_fired(ctx.epoch)
+        {
+            self.latency.observe_us(elapsed.as_micros() as u64);
+        }
+        let Some(producer) = &self.producer else {
+            return;
+        };
+        for rec in records {
+            let value = rec.value();
+            let mut record: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&self.topic).payload(&value);
+            if let Some(k) = rec.key() {
+                record = record.key(k);
+            }
+            if let Some(h) = rec.headers() {
+                record = record.headers(h);
+            }
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        self.queue_full.inc();
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(1));
                     }
-                    let Some(producer) = &producer else {
-                        data.clear();
-                        return;
-                    };
-                    for rec in data.drain(..) {
-                        let value = rec.value();
-                        let mut record: BaseRecord<'_, [u8], [u8]> =
-                            BaseRecord::to(&topic).payload(&value);
-                        if let Some(k) = rec.key() {
-                            record = record.key(k);
-                        }
-                        if let Some(h) = rec.headers() {
-                            record = record.headers(h);
-                        }
-                        loop {
-                            match producer.send(record) {
-                                Ok(()) => break,
-                                Err((
-                                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
-                                    back,
-                                )) => {
-                                    queue_full.inc();
-                                    record = back;
-                                    std::thread::sleep(Duration::from_millis(1));
-                                }
-                                Err((e, _)) => {
-                                    let msg = format!("cannot produce to {topic}: {e}");
-                                    tracing::error!("{msg}");
-                                    failure
-                                        .lock()
-                                        .unwrap_or_else(|p| p.into_inner())
-                                        .get_or_insert(msg);
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                });
-                if frontier.is_empty() && !flushed {
-                    flushed = true;
-                    if let Some(p) = &producer
-                        && let Err(e) = p.flush(rdkafka::util::Timeout::Never)
-                    {
-                        failure
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(format!("flush of {topic} failed: {e}"));
+                    Err((e, _)) => {
+                        self.fail(format!("cannot produce to {}: {e}", self.topic));
+                        break;
                     }
                 }
-            },
-        );
+            }
+        }
+    }
+
+    fn snapshot(&mut self, _: &EpochContext, _: &mut StateWriter<'_>) -> Result<(), StateError> {
+        self.flush();
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.flush();
+    }
+}
+
+/// Writes a stream to a Kafka topic.
+pub trait KafkaSink<'s> {
+    /// Produces every record to `topic` as sink `id`; flushes on snapshots and when the
+    /// stream ends. A permanent delivery failure is stored in `failure`.
+    fn kafka_sink(
+        self,
+        id: &str,
+        settings: &ClientSettings,
+        topic: &str,
+        failure: Arc<Mutex<Option<String>>>,
+        ctx: &JobContext<'s>,
+    );
+}
+
+impl<'s, D: KafkaRecord + Clone + 'static> KafkaSink<'s> for StreamVec<'s, Epoch, D> {
+    fn kafka_sink(
+        self,
+        id: &str,
+        settings: &ClientSettings,
+        topic: &str,
+        failure: Arc<Mutex<Option<String>>>,
+        ctx: &JobContext<'s>,
+    ) {
+        let op =
+            KafkaSinkOperator::<D>::new(id, ctx.job(), settings, topic, failure, ctx.state.index());
+        lifecycle(self, Pipeline, ctx, op);
     }
 }
 
@@ -335,15 +391,17 @@ pub struct KafkaSinkConfig {
     pub brokers: Option<String>,
 }
 
-/// Attaches a Kafka sink of predictions.
-pub fn attach(
+/// Attaches a Kafka sink of predictions as operator `id`.
+pub fn attach<'s>(
+    id: &str,
     c: &KafkaSinkConfig,
-    predictions: StreamVec<'_, Epoch, Prediction>,
+    predictions: StreamVec<'s, Epoch, Prediction>,
     ctx: &super::SinkContext,
+    job: &JobContext<'s>,
 ) {
     let settings = c
         .brokers
         .as_ref()
         .map_or_else(|| ctx.kafka.clone(), ClientSettings::new);
-    predictions.kafka_sink(&ctx.job, &settings, &c.topic, Arc::clone(&ctx.failure));
+    predictions.kafka_sink(id, &settings, &c.topic, Arc::clone(&ctx.failure), job);
 }

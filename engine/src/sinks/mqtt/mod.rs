@@ -33,6 +33,7 @@ use super::thingsboard::dead_letter::{DeadLetters, KafkaDeadLetters, Refusal, Re
 use super::thingsboard::tokens::TokenStore;
 use crate::dataflow::Epoch;
 use crate::kafka::ClientSettings;
+use crate::lifecycle::{EpochContext, JobContext, Operator, StateError, StateWriter, lifecycle};
 use crate::metrics::{self, Counter};
 use connection::{Identity, Msg};
 use flowcast_operators::Prediction;
@@ -42,7 +43,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::operator::Operator;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 /// Metrics of one MQTT sink instance (labels: job, mode, worker).
@@ -228,6 +228,14 @@ impl MqttDelivery {
     /// Ends the input and waits until every prediction is acknowledged or dead-lettered.
     pub fn finish(&mut self) {
         self.tx = None;
+        self.flush();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Waits until every prediction submitted so far is acknowledged or dead-lettered.
+    pub fn flush(&self) {
         let sh = &self.shared;
         let mut o = sh.outstanding.lock().unwrap_or_else(|p| p.into_inner());
         while *o > 0 {
@@ -239,10 +247,6 @@ impl MqttDelivery {
             if timeout.timed_out() && *o > 0 {
                 tracing::info!(job = %sh.job, outstanding = *o, "waiting for the MQTT broker to acknowledge the remaining predictions");
             }
-        }
-        drop(o);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }
@@ -337,38 +341,75 @@ async fn no_token(sh: &Arc<MqttShared>, msg: Msg) {
     sh.done(1);
 }
 
-/// Attaches an MQTT sink of predictions.
-pub fn attach(
-    c: &MqttSinkConfig,
-    predictions: StreamVec<'_, Epoch, Prediction>,
-    ctx: &super::SinkContext,
-) {
-    let worker = predictions.scope().index();
-    let mut delivery =
-        match MqttDelivery::start(c, &ctx.kafka, &ctx.dead_letter_topic, &ctx.job, worker) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::error!(job = %ctx.job, "cannot start the MQTT sink: {e}");
-                ctx.failure
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(format!("MQTT sink: {e}"));
-                ctx.shutdown
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                None
-            }
-        };
-    let mut finished = false;
-    predictions.sink(Pipeline, "MqttSink", move |(input, frontier)| {
-        input.for_each(|_cap, data| match &mut delivery {
-            Some(d) => data.drain(..).for_each(|p| d.submit(p)),
-            None => data.clear(),
-        });
-        if frontier.is_empty() && !finished {
-            finished = true;
-            if let Some(d) = &mut delivery {
-                d.finish();
-            }
+/// The MQTT sink's logic on the operator lifecycle: a snapshot waits for every PUBACK
+/// (or dead letter) of what was handed over; the end of input closes the connections.
+#[derive(Debug)]
+pub struct MqttSinkOperator {
+    id: String,
+    delivery: Option<MqttDelivery>,
+}
+
+impl MqttSinkOperator {
+    /// Starts the MQTT delivery for `c` as sink `id` on worker `worker`; a sink that
+    /// cannot start fails the job.
+    pub fn new(id: &str, c: &MqttSinkConfig, ctx: &super::SinkContext, worker: usize) -> Self {
+        let delivery =
+            match MqttDelivery::start(c, &ctx.kafka, &ctx.dead_letter_topic, &ctx.job, worker) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::error!(job = %ctx.job, "cannot start the MQTT sink: {e}");
+                    ctx.failure
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(format!("MQTT sink: {e}"));
+                    ctx.shutdown
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    None
+                }
+            };
+        MqttSinkOperator {
+            id: id.to_owned(),
+            delivery,
         }
-    });
+    }
+}
+
+impl Operator for MqttSinkOperator {
+    type In = Prediction;
+    type Out = ();
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn on_records(&mut self, _: &EpochContext, records: Vec<Prediction>, _: &mut Vec<()>) {
+        if let Some(d) = &mut self.delivery {
+            records.into_iter().for_each(|p| d.submit(p));
+        }
+    }
+
+    fn snapshot(&mut self, _: &EpochContext, _: &mut StateWriter<'_>) -> Result<(), StateError> {
+        if let Some(d) = &self.delivery {
+            d.flush();
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        if let Some(d) = &mut self.delivery {
+            d.finish();
+        }
+    }
+}
+
+/// Attaches an MQTT sink of predictions as operator `id`.
+pub fn attach<'s>(
+    id: &str,
+    c: &MqttSinkConfig,
+    predictions: StreamVec<'s, Epoch, Prediction>,
+    ctx: &super::SinkContext,
+    job: &JobContext<'s>,
+) {
+    let op = MqttSinkOperator::new(id, c, ctx, job.state.index());
+    lifecycle(predictions, Pipeline, job, op);
 }

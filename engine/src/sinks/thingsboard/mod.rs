@@ -11,8 +11,9 @@
 //!
 //! Each timely worker runs its own delivery engine: predictions are keyed by device
 //! upstream, so a device's predictions all pass one worker and keep their order. The
-//! operator blocks the worker when the engine's queue is full (backpressure) and, when
-//! its input ends, waits until every prediction is delivered or dead-lettered.
+//! operator runs on the lifecycle; it blocks the worker when the engine's queue is full
+//! (backpressure) and, on a snapshot and when its input ends, waits until every
+//! prediction is delivered or dead-lettered.
 //!
 //! # Examples
 //!
@@ -43,13 +44,13 @@ pub use error::{Fault, TbError};
 
 use crate::dataflow::Epoch;
 use crate::kafka::ClientSettings;
+use crate::lifecycle::{EpochContext, JobContext, Operator, StateError, StateWriter, lifecycle};
 use dead_letter::KafkaDeadLetters;
 use delivery::{Delivery, Item};
 use flowcast_operators::Prediction;
 use std::sync::Arc;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::operator::Operator;
 
 /// Starts a delivery engine for `c`: loads the tokens, builds the HTTP client and the
 /// dead-letter producer.
@@ -76,16 +77,24 @@ pub fn start_delivery<T: Send + 'static>(
     Delivery::start(c.delivery(), transport, tokens, dead, job, worker)
 }
 
-/// Delivers a stream of predictions to ThingsBoard.
-pub trait ThingsBoardSink {
-    /// Delivers every prediction; blocks the worker while the queue is full; flushes when
-    /// the stream ends.
-    fn thingsboard_sink(self, c: &ThingsBoardSinkConfig, ctx: &super::SinkContext);
+/// The ThingsBoard sink's logic on the operator lifecycle: each epoch's predictions go to
+/// the delivery engine (blocking while its queues are full); a snapshot and the end of
+/// input wait until everything handed over is delivered or dead-lettered.
+#[derive(Debug)]
+pub struct ThingsBoardSinkOperator {
+    id: String,
+    delivery: Option<Delivery<()>>,
 }
 
-impl ThingsBoardSink for StreamVec<'_, Epoch, Prediction> {
-    fn thingsboard_sink(self, c: &ThingsBoardSinkConfig, ctx: &super::SinkContext) {
-        let worker = self.scope().index();
+impl ThingsBoardSinkOperator {
+    /// Starts the delivery engine for `c` as sink `id` on worker `worker`; a sink that
+    /// cannot start fails the job.
+    pub fn new(
+        id: &str,
+        c: &ThingsBoardSinkConfig,
+        ctx: &super::SinkContext,
+        worker: usize,
+    ) -> Self {
         let delivery =
             match start_delivery::<()>(c, &ctx.kafka, &ctx.dead_letter_topic, &ctx.job, worker) {
                 Ok(d) => Some(d),
@@ -100,40 +109,60 @@ impl ThingsBoardSink for StreamVec<'_, Epoch, Prediction> {
                     None
                 }
             };
-        let mut flushed = false;
-        self.sink(Pipeline, "ThingsBoardSink", move |(input, frontier)| {
-            input.for_each(|_cap, data| {
-                let Some(d) = &delivery else {
-                    // The job is failing (see above); nothing can be delivered.
-                    data.clear();
-                    return;
-                };
-                for p in data.drain(..) {
-                    let raw = serde_json::to_vec(&p).unwrap_or_default();
-                    d.submit(Item {
-                        prediction: p,
-                        raw,
-                        tag: (),
-                    });
-                }
-                // Tags are unused here; keep the completion list from growing.
-                d.take_completed();
-            });
-            if frontier.is_empty() && !flushed {
-                flushed = true;
-                if let Some(d) = &delivery {
-                    d.flush();
-                }
-            }
-        });
+        ThingsBoardSinkOperator {
+            id: id.to_owned(),
+            delivery,
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(d) = &self.delivery {
+            d.flush();
+        }
     }
 }
 
-/// Attaches a ThingsBoard sink of predictions.
-pub fn attach(
+impl Operator for ThingsBoardSinkOperator {
+    type In = Prediction;
+    type Out = ();
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn on_records(&mut self, _: &EpochContext, records: Vec<Prediction>, _: &mut Vec<()>) {
+        // Without a delivery engine the job is failing (see `new`): nothing is delivered.
+        let Some(d) = &self.delivery else { return };
+        for p in records {
+            let raw = serde_json::to_vec(&p).unwrap_or_default();
+            d.submit(Item {
+                prediction: p,
+                raw,
+                tag: (),
+            });
+        }
+        // Tags are unused here; keep the completion list from growing.
+        d.take_completed();
+    }
+
+    fn snapshot(&mut self, _: &EpochContext, _: &mut StateWriter<'_>) -> Result<(), StateError> {
+        self.flush();
+        Ok(())
+    }
+
+    fn close(&mut self) {
+        self.flush();
+    }
+}
+
+/// Attaches a ThingsBoard sink of predictions as operator `id`.
+pub fn attach<'s>(
+    id: &str,
     c: &ThingsBoardSinkConfig,
-    predictions: StreamVec<'_, Epoch, Prediction>,
+    predictions: StreamVec<'s, Epoch, Prediction>,
     ctx: &super::SinkContext,
+    job: &JobContext<'s>,
 ) {
-    predictions.thingsboard_sink(c, ctx);
+    let op = ThingsBoardSinkOperator::new(id, c, ctx, job.state.index());
+    lifecycle(predictions, Pipeline, job, op);
 }

@@ -1,0 +1,300 @@
+//! Snapshot files: each worker writes one file per snapshot,
+//! `{state-dir}/snapshot-{id}/worker-{i}-of-{W}.bin`, and a restore reads every worker's
+//! file of a snapshot, checks they form one complete snapshot, and merges them into a
+//! [`RestorePlan`] that any worker count can restore from.
+//!
+//! The file is a magic tag, then bincode (the encoding timely already uses on the wire)
+//! of [`WorkerSnapshot`] with a format version. Checksums, compression, manifests and
+//! object storage come with checkpoints; this is the format they extend.
+
+use super::KeyGroups;
+use super::state::StateError;
+use crate::dataflow::Epoch;
+use flowcast_operators::event_time::JobWatermark;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The on-disk format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"FLOWSNAP";
+
+/// One operator's state on one worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperatorSnapshot {
+    /// Stable operator id.
+    pub id: String,
+    /// State format version of the operator.
+    pub version: u32,
+    /// The job watermark the operator had applied (replicated state of the adapter).
+    pub watermark: JobWatermark,
+    /// Keyed state per key group.
+    pub keyed: BTreeMap<u32, Vec<u8>>,
+    /// State per Kafka partition.
+    pub partitions: BTreeMap<i32, Vec<u8>>,
+    /// This instance's copy of the replicated state.
+    pub replicated: Option<Vec<u8>>,
+}
+
+/// Everything one worker wrote for one snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerSnapshot {
+    /// [`FORMAT_VERSION`] when written.
+    pub format: u32,
+    /// Job name.
+    pub job: String,
+    /// Snapshot id.
+    pub id: u64,
+    /// The epoch the snapshot was taken at.
+    pub epoch: Epoch,
+    /// Worker index.
+    pub worker: usize,
+    /// Number of workers of the job that wrote it.
+    pub workers: usize,
+    /// The job's number of key groups.
+    pub key_groups: u32,
+    /// Every operator of the worker.
+    pub operators: Vec<OperatorSnapshot>,
+}
+
+/// One operator's state merged over every worker of a snapshot.
+#[derive(Debug, Clone)]
+pub struct RestoredOperator {
+    /// State format version.
+    pub version: u32,
+    /// Keyed state of every key group.
+    pub keyed: BTreeMap<u32, Vec<u8>>,
+    /// State of every partition.
+    pub partitions: BTreeMap<i32, Vec<u8>>,
+    /// The replicated state (every instance's copy was the same).
+    pub replicated: Option<Vec<u8>>,
+}
+
+/// A complete snapshot, ready to restore at any parallelism.
+#[derive(Debug, Clone)]
+pub struct RestorePlan {
+    /// Job name.
+    pub job: String,
+    /// Snapshot id.
+    pub id: u64,
+    /// Epoch it was taken at.
+    pub epoch: Epoch,
+    /// Workers of the job that wrote it.
+    pub workers: usize,
+    /// The job's key groups.
+    pub key_groups: KeyGroups,
+    /// The job watermark at the snapshot.
+    pub watermark: JobWatermark,
+    /// Operators by id.
+    pub operators: BTreeMap<String, RestoredOperator>,
+}
+
+/// The directory of snapshot `id` under `root`.
+pub fn snapshot_dir(root: &Path, id: u64) -> PathBuf {
+    root.join(format!("snapshot-{id}"))
+}
+
+/// Writes one worker's file (to a temporary name, then renamed, so a reader never sees
+/// half a file); returns its path.
+///
+/// # Errors
+/// If the file cannot be written or already exists.
+pub fn write(root: &Path, snap: &WorkerSnapshot) -> Result<PathBuf, StateError> {
+    let dir = snapshot_dir(root, snap.id);
+    let io =
+        |what: &str, e: std::io::Error| StateError::Io(format!("{what} {}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", e))?;
+    let name = format!("worker-{}-of-{}.bin", snap.worker, snap.workers);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut bytes = MAGIC.to_vec();
+    bincode::serialize_into(&mut bytes, snap).map_err(|e| StateError::Encode {
+        operator: format!("snapshot {}", snap.id),
+        detail: e.to_string(),
+    })?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| io("cannot create a file in", e))?;
+    f.write_all(&bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io("cannot write to", e))?;
+    if path.exists() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(StateError::Io(format!("{} already exists", path.display())));
+    }
+    std::fs::rename(&tmp, &path).map_err(|e| io("cannot rename in", e))?;
+    Ok(path)
+}
+
+/// The highest snapshot id under `root` (0 if none): a new run numbers after it.
+pub fn latest_id(root: &Path) -> u64 {
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("snapshot-")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn read_file(path: &Path) -> Result<WorkerSnapshot, StateError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| StateError::Io(format!("cannot read {}: {e}", path.display())))?;
+    let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| {
+        StateError::Mismatch(format!(
+            "{} is not a Flowcast snapshot file",
+            path.display()
+        ))
+    })?;
+    let snap: WorkerSnapshot = bincode::deserialize(body).map_err(|e| StateError::Decode {
+        operator: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    if snap.format != FORMAT_VERSION {
+        return Err(StateError::Mismatch(format!(
+            "{} has snapshot format {}; this build reads format {FORMAT_VERSION}",
+            path.display(),
+            snap.format
+        )));
+    }
+    Ok(snap)
+}
+
+/// Reads a snapshot directory (`.../snapshot-{id}`) and merges every worker's file.
+///
+/// # Errors
+/// If a worker's file is missing, unreadable or of another snapshot, key groups or
+/// partitions appear twice, or replicated copies disagree.
+pub fn load(dir: &Path) -> Result<RestorePlan, StateError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| {
+            StateError::Io(format!(
+                "cannot read snapshot directory {}: {e}",
+                dir.display()
+            ))
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("worker-") && n.ends_with(".bin"))
+        })
+        .collect();
+    files.sort();
+    let snaps = files
+        .iter()
+        .map(|f| read_file(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let Some(first) = snaps.first() else {
+        return Err(StateError::Mismatch(format!(
+            "{} holds no snapshot files",
+            dir.display()
+        )));
+    };
+    let (job, id, epoch, workers, groups) = (
+        first.job.clone(),
+        first.id,
+        first.epoch,
+        first.workers,
+        first.key_groups,
+    );
+    let mut seen = vec![false; workers];
+    for s in &snaps {
+        if (s.id, s.epoch, s.workers, s.key_groups, &s.job) != (id, epoch, workers, groups, &job) {
+            return Err(StateError::Mismatch(format!(
+                "{} mixes files of different snapshots or jobs",
+                dir.display()
+            )));
+        }
+        match seen.get_mut(s.worker) {
+            Some(slot) if !*slot => *slot = true,
+            _ => {
+                return Err(StateError::Mismatch(format!(
+                    "{}: worker {} appears twice or is out of range",
+                    dir.display(),
+                    s.worker
+                )));
+            }
+        }
+    }
+    if let Some(missing) = seen.iter().position(|s| !s) {
+        return Err(StateError::Mismatch(format!(
+            "snapshot {id} in {} is incomplete: worker {missing} of {workers} has no file",
+            dir.display()
+        )));
+    }
+    let mut watermark: Option<JobWatermark> = None;
+    let mut operators: BTreeMap<String, RestoredOperator> = BTreeMap::new();
+    for s in snaps {
+        for op in s.operators {
+            merge_watermark(&mut watermark, &op)?;
+            let entry = operators
+                .entry(op.id.clone())
+                .or_insert_with(|| RestoredOperator {
+                    version: op.version,
+                    keyed: BTreeMap::new(),
+                    partitions: BTreeMap::new(),
+                    replicated: op.replicated.clone(),
+                });
+            if entry.version != op.version || entry.replicated != op.replicated {
+                return Err(StateError::Mismatch(format!(
+                    "the instances of `{}` in snapshot {id} disagree on their version or replicated state",
+                    op.id
+                )));
+            }
+            for (g, b) in op.keyed {
+                if entry.keyed.insert(g, b).is_some() {
+                    return Err(StateError::Mismatch(format!(
+                        "key group {g} of `{}` appears twice in snapshot {id}",
+                        op.id
+                    )));
+                }
+            }
+            for (p, b) in op.partitions {
+                if entry.partitions.insert(p, b).is_some() {
+                    return Err(StateError::Mismatch(format!(
+                        "partition {p} of `{}` appears twice in snapshot {id}",
+                        op.id
+                    )));
+                }
+            }
+        }
+    }
+    Ok(RestorePlan {
+        job,
+        id,
+        epoch,
+        workers,
+        key_groups: KeyGroups::new(groups)?,
+        watermark: watermark.unwrap_or_else(|| JobWatermark::new(0)),
+        operators,
+    })
+}
+
+fn merge_watermark(
+    current: &mut Option<JobWatermark>,
+    op: &OperatorSnapshot,
+) -> Result<(), StateError> {
+    let enc = |w: &JobWatermark| bincode::serialize(w).unwrap_or_default();
+    match current {
+        None => *current = Some(op.watermark.clone()),
+        Some(w) if enc(w) == enc(&op.watermark) => {}
+        Some(_) => {
+            return Err(StateError::Mismatch(format!(
+                "operator `{}` applied a different job watermark than the others: the snapshot is inconsistent",
+                op.id
+            )));
+        }
+    }
+    Ok(())
+}
