@@ -21,3 +21,6 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 log "cargo test"
 cargo test --workspace --all-targets "$@"
+# --all-targets leaves out doctests (the README's and the API docs' examples).
+log "cargo test --doc"
+cargo test --workspace --doc "$@"

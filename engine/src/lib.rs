@@ -10,3 +10,8 @@ pub mod metrics;
 pub mod model;
 pub mod runtime;
 pub mod sinks;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

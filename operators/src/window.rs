@@ -65,8 +65,8 @@ pub struct TumblingWindows {
     watermark: EventTime,
     ids: HashMap<Box<str>, u32>,
     names: Vec<Box<str>>,
-    /// Per device id: (window start, sums), unordered, short.
-    windows: Vec<Vec<(EventTime, Sums)>>,
+    /// Per device id: its windows.
+    windows: Vec<DeviceWindows>,
     live_devices: usize,
     /// Windows not fired yet, by end: what the next watermark advance may fire.
     pending: BTreeSet<(EventTime, u32)>,
@@ -227,8 +227,11 @@ impl TumblingWindows {
 /// back (on any worker, at any parallelism).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WindowsPart {
-    devices: Vec<(Box<str>, Vec<(EventTime, Sums)>)>,
+    devices: Vec<(Box<str>, DeviceWindows)>,
 }
+
+/// One device's windows: (start, running sums), unordered, short.
+type DeviceWindows = Vec<(EventTime, Sums)>;
 
 impl WindowsPart {
     /// Number of devices in the part.

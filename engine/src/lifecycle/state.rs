@@ -394,8 +394,9 @@ impl WorkerState {
             .operators
             .iter()
             .filter(|(id, op)| {
-                !registered.contains(*id)
-                    && !(op.keyed.is_empty() && op.partitions.is_empty() && op.replicated.is_none())
+                let has_state =
+                    !op.keyed.is_empty() || !op.partitions.is_empty() || op.replicated.is_some();
+                has_state && !registered.contains(*id)
             })
             .map(|(id, _)| id.as_str())
             .collect();
