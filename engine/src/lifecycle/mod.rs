@@ -75,6 +75,8 @@ pub mod adapter;
 pub mod control;
 pub mod snapshot;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 pub use adapter::{JobContext, lifecycle};
 pub use control::{JobControl, control_stream};
