@@ -5,6 +5,7 @@
 //! ([`record`]), and, with the `inference` feature, LSTM inference through LibTorch.
 //! Nothing in this crate talks to Kafka, the network or the clock.
 
+pub mod admission;
 pub mod event_time;
 #[cfg(feature = "inference")]
 pub mod inference;

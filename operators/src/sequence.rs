@@ -109,6 +109,14 @@ impl Sequences {
         Ok(())
     }
 
+    /// Drops the rings of devices whose newest window started before `cutoff` (devices
+    /// silent for longer than the state TTL); returns how many.
+    pub fn expire(&mut self, cutoff: EventTime) -> usize {
+        let before = self.rings.len();
+        self.rings.retain(|_, r| r.newest_start >= cutoff);
+        before - self.rings.len()
+    }
+
     /// Adds a window result; returns the sequence to forecast from, if any.
     pub fn push(&mut self, w: &WindowResult) -> Option<Sequence> {
         let length = (w.end - w.start).max(1);
@@ -191,6 +199,17 @@ mod tests {
             vec![2.0, 3.0, 4.0]
         );
         assert_eq!(q.window_end, 40);
+    }
+
+    #[test]
+    fn silent_devices_expire() {
+        let mut s = Sequences::new(2);
+        s.push(&win(0, 1.0, 0));
+        let mut b = win(50, 1.0, 0);
+        b.device = "b".into();
+        s.push(&b);
+        assert_eq!(s.expire(10), 1, "`a`'s newest window starts at 0");
+        assert_eq!(s.devices(), 1);
     }
 
     #[test]

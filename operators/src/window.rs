@@ -68,6 +68,9 @@ pub struct TumblingWindows {
     /// Per device id: its windows.
     windows: Vec<DeviceWindows>,
     live_devices: usize,
+    /// Ids of released devices, reused first.
+    #[serde(default)]
+    free: Vec<u32>,
     /// Windows not fired yet, by end: what the next watermark advance may fire.
     pending: BTreeSet<(EventTime, u32)>,
     /// Fired windows still kept for late updates, by `end + lateness`.
@@ -92,6 +95,7 @@ impl TumblingWindows {
             names: Vec::new(),
             windows: Vec::new(),
             live_devices: 0,
+            free: Vec::new(),
             pending: BTreeSet::new(),
             retained: BTreeSet::new(),
         }
@@ -100,6 +104,11 @@ impl TumblingWindows {
     /// Start of the window holding event time `t`.
     pub fn window_start(&self, t: EventTime) -> EventTime {
         t.div_euclid(self.length) * self.length
+    }
+
+    /// The window length, ms.
+    pub fn length(&self) -> EventTime {
+        self.length
     }
 
     /// The watermark the windows have been advanced to.
@@ -116,12 +125,30 @@ impl TumblingWindows {
         if let Some(id) = self.ids.get(device) {
             return *id;
         }
-        let id = self.names.len() as u32;
         let name: Box<str> = device.into();
-        self.ids.insert(name.clone(), id);
-        self.names.push(name);
-        self.windows.push(Vec::new());
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.names[id as usize] = name.clone();
+                id
+            }
+            None => {
+                self.names.push(name.clone());
+                self.windows.push(Vec::new());
+                (self.names.len() - 1) as u32
+            }
+        };
+        self.ids.insert(name, id);
         id
+    }
+
+    /// Forgets a device without windows: its id is reused, so a stream of ever new
+    /// device ids does not grow the interning tables.
+    fn release(&mut self, id: u32) {
+        let name = std::mem::take(&mut self.names[id as usize]);
+        self.ids.remove(&name);
+        self.windows[id as usize] = Vec::new();
+        self.free.push(id);
+        self.live_devices -= 1;
     }
 
     /// Adds one reading.
@@ -215,8 +242,7 @@ impl TumblingWindows {
             let slots = &mut self.windows[id as usize];
             slots.retain(|(s, _)| *s != start);
             if slots.is_empty() {
-                *slots = Vec::new();
-                self.live_devices -= 1;
+                self.release(id);
             }
         }
     }
@@ -364,6 +390,20 @@ mod tests {
 
         w.advance(50 * MIN, &mut out);
         assert_eq!(w.devices(), 0, "purged state is freed");
+    }
+
+    #[test]
+    fn ever_new_device_ids_do_not_grow_the_interning_tables() {
+        let mut w = TumblingWindows::new(30 * MIN, 0);
+        let mut out = Vec::new();
+        for i in 0..1000i64 {
+            let t = i * 30 * MIN;
+            assert_eq!(w.insert(&format!("dev-{i}"), t, 20.0, 40.0), Insert::Added);
+            w.advance(t + 30 * MIN, &mut out);
+        }
+        assert_eq!(out.len(), 1000, "every window fired");
+        assert_eq!(w.devices(), 0);
+        assert!(w.names.len() <= 1 && w.ids.is_empty(), "ids are reused");
     }
 
     #[test]

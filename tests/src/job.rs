@@ -30,6 +30,8 @@ pub struct TestJob {
     pub model: String,
     /// Extra `[[sinks]]` tables after the Kafka sink to `{name}-pred`.
     pub extra_sinks: String,
+    /// The `[state]` table's body.
+    pub state: String,
 }
 
 impl TestJob {
@@ -49,6 +51,7 @@ impl TestJob {
             sequence: 2,
             model: "kind = \"persistence\"".to_owned(),
             extra_sinks: String::new(),
+            state: String::new(),
         }
     }
 
@@ -88,6 +91,8 @@ length = "{}"
 allowed-lateness = "{}"
 [sequence]
 length = {}
+[state]
+{}
 [model]
 {}
 [[sinks]]
@@ -100,6 +105,7 @@ topic = "{name}-pred"
             self.window,
             self.lateness,
             self.sequence,
+            self.state,
             self.model,
             self.extra_sinks
         )

@@ -5,16 +5,21 @@
 //! as it stood, then advances the job watermark with the epoch's partition marks, which
 //! fires windows. Late updates within the allowed lateness re-emit the window; later
 //! records leave through the late-data output. Open and retained windows are keyed state,
-//! written per key group; the watermark they were advanced to is replicated state.
+//! written per key group; the watermark they were advanced to is replicated state. With
+//! `max-devices`, a device finds a place in its key group or its readings are refused
+//! (dead letters, reason `device_limit`); places of devices silent longer than the state
+//! TTL are given back.
 
-use super::{Epoch, LateRecord, SourcedReading};
+use super::{DeadLetter, Epoch, LateRecord, SourcedReading};
 use crate::lifecycle::{
     EpochContext, JobContext, KeyGroups, Operator, RestoredState, StateError, StateWriter,
     lifecycle,
 };
 use crate::metrics;
+use flowcast_operators::admission::{Admission, AdmittedGroup};
 use flowcast_operators::event_time::{EventTime, MIN_WATERMARK};
 use flowcast_operators::window::{Insert, TumblingWindows, WindowResult, WindowsPart};
+use std::collections::BTreeMap;
 use timely::dataflow::StreamVec;
 use timely::dataflow::operators::vec::{Map, Partition};
 
@@ -25,6 +30,8 @@ pub enum WindowEvent {
     Fired(WindowResult),
     /// A record later than the allowed lateness.
     Late(LateRecord),
+    /// A reading of a device past the job's device cap.
+    Refused(DeadLetter),
 }
 
 /// Window settings.
@@ -36,6 +43,12 @@ pub struct WindowConfig {
     pub length_ms: EventTime,
     /// Allowed lateness, ms.
     pub lateness_ms: EventTime,
+    /// The source topic (origin of refused readings).
+    pub topic: String,
+    /// State TTL, ms of event time.
+    pub ttl_ms: EventTime,
+    /// The job's device cap, if any.
+    pub max_devices: Option<usize>,
 }
 
 /// The window operator's logic: [`TumblingWindows`] on the lifecycle.
@@ -43,11 +56,17 @@ pub struct WindowConfig {
 pub struct WindowOperator {
     windows: TumblingWindows,
     groups: KeyGroups,
+    topic: String,
+    admission: Option<Admission>,
+    next_expiry: EventTime,
     fired: Vec<WindowResult>,
     fired_count: metrics::Counter,
     late_count: metrics::Counter,
     added: metrics::Counter,
     wm_gauge: metrics::Counter,
+    refused: metrics::Counter,
+    expired: metrics::Counter,
+    admitted: metrics::Counter,
 }
 
 impl WindowOperator {
@@ -62,6 +81,11 @@ impl WindowOperator {
         WindowOperator {
             windows: TumblingWindows::new(cfg.length_ms, cfg.lateness_ms),
             groups,
+            topic: cfg.topic.clone(),
+            admission: cfg
+                .max_devices
+                .map(|m| Admission::new(m, groups.count(), cfg.ttl_ms)),
+            next_expiry: MIN_WATERMARK,
             fired: Vec::new(),
             fired_count: metrics::counter(
                 "flowcast_window_fired_total",
@@ -83,9 +107,55 @@ impl WindowOperator {
                 "Job watermark seen by the window operator",
                 &labels,
             ),
+            refused: metrics::counter(
+                "flowcast_dead_letter_records_total",
+                "Records refused by validation, by reason",
+                &[("job", cfg.job.as_str()), ("reason", DEVICE_LIMIT)],
+            ),
+            expired: metrics::counter(
+                "flowcast_state_expired_devices_total",
+                "Devices evicted from keyed state after the state TTL",
+                &labels,
+            ),
+            admitted: metrics::gauge(
+                "flowcast_state_admitted_devices",
+                "Devices holding one of the places of the device cap",
+                &labels,
+            ),
         }
     }
+
+    /// Whether the reading's device may hold state; a refused reading becomes a dead letter.
+    fn admit(&mut self, r: &SourcedReading, out: &mut Vec<WindowEvent>) -> bool {
+        let Some(admission) = &mut self.admission else {
+            return true;
+        };
+        let device = &r.reading.device;
+        if admission.admit(self.groups.of(device), device, r.event_time) {
+            return true;
+        }
+        self.refused.inc();
+        out.push(WindowEvent::Refused(DeadLetter {
+            topic: self.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+            key: Some(device.as_bytes().to_vec()),
+            payload: r.reading.to_json(),
+            reason: DEVICE_LIMIT,
+            detail: format!(
+                "the job holds its cap of devices ({} per key group); this device is not admitted",
+                admission.per_group()
+            ),
+        }));
+        false
+    }
 }
+
+/// Dead-letter reason of readings refused by the device cap.
+pub const DEVICE_LIMIT: &str = "device_limit";
+
+/// What a snapshot keeps of one key group of the window operator.
+type WindowGroup = (WindowsPart, Option<AdmittedGroup>);
 
 impl Operator for WindowOperator {
     type In = SourcedReading;
@@ -98,8 +168,12 @@ impl Operator for WindowOperator {
     fn restore(&mut self, state: RestoredState) -> Result<(), StateError> {
         let watermark: EventTime = state.replicated()?.unwrap_or(MIN_WATERMARK);
         self.windows.restore_watermark(watermark);
-        for part in state.keyed::<WindowsPart>() {
-            self.windows.merge(part?.1);
+        for part in state.keyed::<WindowGroup>() {
+            let (group, (windows, admitted)) = part?;
+            self.windows.merge(windows);
+            if let (Some(a), Some(admitted)) = (&mut self.admission, admitted) {
+                a.restore(group, admitted);
+            }
         }
         Ok(())
     }
@@ -112,6 +186,9 @@ impl Operator for WindowOperator {
     ) {
         let (mut late, mut accepted, mut revised) = (0, 0, 0);
         for r in records {
+            if !self.admit(&r, out) {
+                continue;
+            }
             let rd = &r.reading;
             match self
                 .windows
@@ -150,6 +227,16 @@ impl Operator for WindowOperator {
         if wm > i64::MIN && wm < i64::MAX {
             self.wm_gauge.set(wm as u64);
         }
+        // Places of silent devices, checked once per window length of watermark progress.
+        if let Some(a) = &mut self.admission
+            && wm >= self.next_expiry
+        {
+            self.expired.add(a.expire(wm) as u64);
+            self.next_expiry = wm.saturating_add(self.windows.length());
+        }
+        if let Some(a) = &self.admission {
+            self.admitted.set(a.devices() as u64);
+        }
     }
 
     fn snapshot(
@@ -157,8 +244,19 @@ impl Operator for WindowOperator {
         _: &EpochContext,
         state: &mut StateWriter<'_>,
     ) -> Result<(), StateError> {
-        for (group, part) in self.windows.split_by(|d| self.groups.of(d)) {
-            state.keyed(group, &part)?;
+        let mut groups: BTreeMap<u32, WindowGroup> = self
+            .windows
+            .split_by(|d| self.groups.of(d))
+            .into_iter()
+            .map(|(g, w)| (g, (w, None)))
+            .collect();
+        if let Some(a) = &self.admission {
+            for (g, admitted) in a.groups() {
+                groups.entry(g).or_default().1 = Some(admitted.clone());
+            }
+        }
+        for (group, part) in &groups {
+            state.keyed(*group, part)?;
         }
         state.replicated(&self.windows.watermark())
     }
@@ -166,15 +264,19 @@ impl Operator for WindowOperator {
 
 /// Tumbling windows on a stream of readings.
 pub trait TumblingWindow<'s> {
-    /// Averages each device's readings per window; returns (fired windows, late records).
+    /// Averages each device's readings per window; returns (fired windows, late records,
+    /// readings refused by the device cap).
     /// The job watermark comes from the partition marks in `ctx`'s signals.
     ///
     /// # Examples
     /// ```no_run
     /// # use flowcast_engine::dataflow::{window::{TumblingWindow, WindowConfig}, SourcedReading};
     /// # fn build<'s>(readings: timely::dataflow::StreamVec<'s, u64, SourcedReading>, ctx: &flowcast_engine::lifecycle::JobContext<'s>) {
-    /// let cfg = WindowConfig { job: "doc".into(), length_ms: 1_800_000, lateness_ms: 0 };
-    /// let (_windows, _late) = readings.tumbling_window(cfg, ctx);
+    /// let cfg = WindowConfig {
+    ///     job: "doc".into(), length_ms: 1_800_000, lateness_ms: 0, topic: "DHT11".into(),
+    ///     ttl_ms: 7 * 24 * 3_600_000, max_devices: None,
+    /// };
+    /// let (_windows, _late, _refused) = readings.tumbling_window(cfg, ctx);
     /// # }
     /// ```
     fn tumbling_window(
@@ -184,6 +286,7 @@ pub trait TumblingWindow<'s> {
     ) -> (
         StreamVec<'s, Epoch, WindowResult>,
         StreamVec<'s, Epoch, LateRecord>,
+        StreamVec<'s, Epoch, DeadLetter>,
     );
 }
 
@@ -195,24 +298,24 @@ impl<'s> TumblingWindow<'s> for StreamVec<'s, Epoch, SourcedReading> {
     ) -> (
         StreamVec<'s, Epoch, WindowResult>,
         StreamVec<'s, Epoch, LateRecord>,
+        StreamVec<'s, Epoch, DeadLetter>,
     ) {
         let op = WindowOperator::new(&cfg, ctx.state.key_groups(), ctx.state.index());
         let pact = ctx.keyed(|r: &SourcedReading| r.reading.device.as_str());
         let events = lifecycle(self, pact, ctx, op);
         let mut parts = events
-            .partition(2, |e| {
-                (
-                    if matches!(e, WindowEvent::Fired(_)) {
-                        0
-                    } else {
-                        1
-                    },
-                    e,
-                )
+            .partition(3, |e| {
+                let route = match &e {
+                    WindowEvent::Fired(_) => 0,
+                    WindowEvent::Late(_) => 1,
+                    WindowEvent::Refused(_) => 2,
+                };
+                (route, e)
             })
             .into_iter();
-        let (Some(fired), Some(late)) = (parts.next(), parts.next()) else {
-            unreachable!("partition(2) returns two streams")
+        let (Some(fired), Some(late), Some(refused)) = (parts.next(), parts.next(), parts.next())
+        else {
+            unreachable!("partition(3) returns three streams")
         };
         (
             fired.flat_map(|e| {
@@ -225,6 +328,13 @@ impl<'s> TumblingWindow<'s> for StreamVec<'s, Epoch, SourcedReading> {
             late.flat_map(|e| {
                 if let WindowEvent::Late(l) = e {
                     Some(l)
+                } else {
+                    None
+                }
+            }),
+            refused.flat_map(|e| {
+                if let WindowEvent::Refused(d) = e {
+                    Some(d)
                 } else {
                     None
                 }

@@ -107,20 +107,24 @@ pub fn build(
         .broadcast();
     let ctx = JobContext { signals, state };
     source_positions(src.progress, &spec.source.topic, &ctx);
-    src.dead.kafka_sink(
-        "dead-letters",
-        &settings,
-        &spec.dead_letter_topic,
-        Arc::clone(&plan.failure),
-        &ctx,
-    );
     let window_ms = spec.window.length.as_millis() as i64;
-    let (windows, late) = src.readings.tumbling_window(
+    let ttl_ms = spec.state.ttl.as_millis() as i64;
+    let (windows, late, refused) = src.readings.tumbling_window(
         WindowConfig {
             job: spec.name.clone(),
             length_ms: window_ms,
             lateness_ms: spec.window.allowed_lateness.as_millis() as i64,
+            topic: spec.source.topic.clone(),
+            ttl_ms,
+            max_devices: spec.state.max_devices,
         },
+        &ctx,
+    );
+    src.dead.concat(refused).kafka_sink(
+        "dead-letters",
+        &settings,
+        &spec.dead_letter_topic,
+        Arc::clone(&plan.failure),
         &ctx,
     );
     late.kafka_sink(
@@ -130,7 +134,8 @@ pub fn build(
         Arc::clone(&plan.failure),
         &ctx,
     );
-    let sequences = windows.last_windows(&spec.name, spec.sequence.length, &ctx);
+    let sequences =
+        windows.last_windows(&spec.name, spec.sequence.length, (ttl_ms, window_ms), &ctx);
 
     let max_batch = match &spec.model {
         ModelSpec::Off => {

@@ -48,7 +48,7 @@ pub struct JobSpec {
 }
 
 /// Operator state settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StateSpec {
     /// Number of key groups keyed state is split into (the most workers keyed operators
@@ -56,6 +56,30 @@ pub struct StateSpec {
     /// snapshot's, and a different value here is refused. Default 128.
     #[serde(default)]
     pub key_groups: Option<u32>,
+    /// A device silent for longer than this (event time, against the job watermark) is
+    /// evicted from every operator's state. Default 7 days.
+    #[serde(default = "default_state_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// At most this many devices in keyed state (enforced per key group:
+    /// `ceil(max-devices / key-groups)` each, so the cap holds at any parallelism);
+    /// readings of further devices go to the dead-letter topic, reason `device_limit`.
+    /// Default: no cap.
+    #[serde(default)]
+    pub max_devices: Option<usize>,
+}
+
+impl Default for StateSpec {
+    fn default() -> Self {
+        StateSpec {
+            key_groups: None,
+            ttl: default_state_ttl(),
+            max_devices: None,
+        }
+    }
+}
+
+fn default_state_ttl() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
 }
 
 /// Where the job starts reading.
@@ -306,6 +330,15 @@ impl JobSpec {
         }
         if self.state.key_groups == Some(0) {
             return Err(bad("state.key-groups", "must be at least 1"));
+        }
+        if self.state.ttl < self.window.length + self.window.allowed_lateness {
+            return Err(bad(
+                "state.ttl",
+                "must be at least the window length plus the allowed lateness",
+            ));
+        }
+        if self.state.max_devices == Some(0) {
+            return Err(bad("state.max-devices", "must be at least 1"));
         }
         if matches!(self.model, ModelSpec::Off)
             && let Some(i) = self

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# A/B drain: two builds of `flowcast` drain the same pre-filled topic, interleaved
+# (A B A B …) so machine noise hits both alike; one line per run and the median
+# readings/s of each. Used to check that an engine change keeps throughput.
+#
+#   tests/bench/ab.sh A_BIN B_BIN [READINGS] [DEVICES] [ROUNDS] [WORKERS]
+#     defaults: 3000000 readings, 3000 devices, 3 rounds, 1 worker; model off.
+#   FILL_BIN (default: flowcast-fill next to B_BIN's build) fills the topic.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$REPO"
+# shellcheck source=tests/bench/job.sh
+source tests/bench/job.sh
+A="$1"; B="$2"
+READINGS="${3:-3000000}"; DEVICES="${4:-3000}"; ROUNDS="${5:-3}"; WORKERS="${6:-1}"
+FILL="${FILL_BIN:-$(dirname "$B")/flowcast-fill}"
+PORT="${FLOWCAST_BENCH_PORT:-9300}"
+BROKERS="127.0.0.1:$PORT"
+log() { printf '\033[1m[ab]\033[0m %s\n' "$*" >&2; }
+trap 'deploy/kafka/stop.sh --name ab >&2 || true' EXIT
+deploy/kafka/start.sh --name ab --port "$PORT"
+TOPIC="DHT11-ab"
+"$B" topics create "$TOPIC" --partitions 3 --brokers "$BROKERS" >/dev/null
+log "filling $READINGS readings of $DEVICES devices"
+"$FILL" --brokers "$BROKERS" --topic "$TOPIC" --readings "$READINGS" --devices "$DEVICES" >&2
+WORK="$(mktemp -d)"
+for round in $(seq 1 "$ROUNDS"); do
+  for side in A B; do
+    bin="$A"; [[ $side == B ]] && bin="$B"
+    name="ab-$side-$round-$$"
+    bench_job "$WORK/$name.toml" "$name" "$BROKERS" "$TOPIC" latest off
+    summary="$("$bin" run "$WORK/$name.toml" --workers "$WORKERS" --brokers "$BROKERS" 2>"$WORK/$name.log" | tail -n1)"
+    rate="$(sed -E 's/.*\(([0-9]+) records\/s\).*/\1/' <<<"$summary")"
+    echo "$side round=$round workers=$WORKERS readings/s=$rate"
+    echo "$side $rate" >> "$WORK/rates"
+  done
+done
+for side in A B; do
+  med="$(awk -v s="$side" '$1 == s {print $2}' "$WORK/rates" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
+  echo "$side median readings/s: $med"
+done
