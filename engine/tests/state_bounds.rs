@@ -15,6 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const CHURN: usize = 100_000;
+
+/// Keyed Kafka records.
+type Records = Vec<(Option<String>, Vec<u8>)>;
 const T0: f64 = 1_700_000_000.0;
 
 fn reading(device: &str, time: f64) -> (Option<String>, Vec<u8>) {
@@ -42,10 +45,7 @@ fn clocks() -> Vec<String> {
 
 /// The clocks' first readings, then churn devices every 10 ms of event time (1 000 s in
 /// all) and the clocks every minute for 3 h, in event-time order.
-fn input() -> (
-    Vec<(Option<String>, Vec<u8>)>,
-    Vec<(Option<String>, Vec<u8>)>,
-) {
+fn input() -> (Records, Records) {
     let first = clocks().iter().map(|c| reading(c, T0)).collect();
     let mut timed: Vec<(f64, String)> = (0..CHURN)
         .map(|i| (T0 + i as f64 * 0.01, format!("churn-{i}")))
