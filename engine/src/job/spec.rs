@@ -426,3 +426,6 @@ mod tests {
         assert!(err.to_string().contains("length"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod proptests;
