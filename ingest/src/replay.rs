@@ -157,9 +157,11 @@ pub fn run(
     let skip = usize::try_from(cfg.skip_rows).unwrap_or(usize::MAX);
     let take = usize::try_from(limit).unwrap_or(usize::MAX);
     tracing::info!(file = %path.display(), speed = cfg.speed, "replaying");
+    let progress = progress_bar(cfg.max_rows);
     let mut origin: Option<(f64, Instant, f64)> = None; // (first row time, wall start, shift)
     for row in rows.skip(skip).take(take) {
         let row = row?;
+        progress.inc(1);
         let (t0, start, shift) = *origin.get_or_insert_with(|| {
             let shift = match cfg.timestamps {
                 Timestamps::Original => 0.0,
@@ -204,10 +206,31 @@ pub fn run(
             }
         }
     }
+    progress.finish();
     if origin.is_none() {
         bail!("{}: no rows to replay", path.display());
     }
     Ok(())
+}
+
+/// A bar over `max_rows` when the replay is bounded, else a row counter; both draw only
+/// when stderr is a terminal (indicatif hides them otherwise), so logs and services see
+/// nothing of them.
+fn progress_bar(max_rows: Option<u64>) -> indicatif::ProgressBar {
+    let (bar, template) = match max_rows {
+        Some(n) => (
+            indicatif::ProgressBar::new(n),
+            "{spinner} replay {bar:30} {pos}/{len} rows ({per_sec}, {elapsed}, eta {eta})",
+        ),
+        None => (
+            indicatif::ProgressBar::new_spinner(),
+            "{spinner} replay {pos} rows ({per_sec}, {elapsed})",
+        ),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
 }
 
 #[cfg(test)]

@@ -14,5 +14,6 @@ pub mod sequence;
 pub mod window;
 
 pub use record::{
-    ObservedValues, PredictedValues, Prediction, Reading, RejectReason, Rejection, SensorKind,
+    ObservedValues, ParseOptions, PredictedValues, Prediction, Reading, RejectReason, Rejection,
+    SensorKind,
 };

@@ -9,6 +9,10 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub mod limits;
+
+pub use limits::ParseOptions;
+
 /// Which sensor produced a reading; decides the physical range a value must be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,15 +83,27 @@ pub enum RejectReason {
     NotFinite,
     /// A value lies outside the sensor's physical range.
     OutOfRange,
+    /// The device id (field or key) is longer than the bound.
+    DeviceIdTooLong,
+    /// The device id holds a control character, or the key it comes from is not UTF-8.
+    DeviceIdInvalid,
+    /// The event time lies further ahead of the Kafka record timestamp than allowed.
+    FutureTime,
+    /// Key and value together are larger than the bound.
+    TooLarge,
 }
 
 impl RejectReason {
     /// Every reason, for metric pre-registration.
-    pub const ALL: [RejectReason; 4] = [
+    pub const ALL: [RejectReason; 8] = [
         RejectReason::Malformed,
         RejectReason::MissingField,
         RejectReason::NotFinite,
         RejectReason::OutOfRange,
+        RejectReason::DeviceIdTooLong,
+        RejectReason::DeviceIdInvalid,
+        RejectReason::FutureTime,
+        RejectReason::TooLarge,
     ];
 
     /// Stable snake_case name.
@@ -97,6 +113,10 @@ impl RejectReason {
             RejectReason::MissingField => "missing_field",
             RejectReason::NotFinite => "not_finite",
             RejectReason::OutOfRange => "out_of_range",
+            RejectReason::DeviceIdTooLong => "device_id_too_long",
+            RejectReason::DeviceIdInvalid => "device_id_invalid",
+            RejectReason::FutureTime => "future_time",
+            RejectReason::TooLarge => "too_large",
         }
     }
 }
@@ -171,12 +191,44 @@ fn number(field: &'static str, v: Option<serde_json::Value>) -> Result<f64, Reje
 }
 
 impl Reading {
-    /// Decodes and validates a message value. `key` is the message key, used as the
-    /// device id when the value has no `device`; failing both the device is `"default"`.
+    /// Decodes and validates a message value with the default bounds of
+    /// [`ParseOptions::new`]. `key` is the message key, used as the device id when the
+    /// value has no `device`; failing both the device is `"default"`.
     pub fn parse(
         key: Option<&[u8]>,
         payload: &[u8],
         sensor: SensorKind,
+    ) -> Result<Reading, Rejection> {
+        Reading::parse_with(key, payload, &ParseOptions::new(sensor))
+    }
+
+    /// Everything a source decides about one Kafka record, cheapest check first: its size
+    /// (before any decoding), the reading and its device id ([`parse_with`](Self::parse_with)),
+    /// then the event time against the record's timestamp (`timestamp_ms`, Unix ms, `None`
+    /// when the record has none).
+    pub fn parse_record(
+        key: Option<&[u8]>,
+        payload: &[u8],
+        timestamp_ms: Option<i64>,
+        opts: &ParseOptions,
+    ) -> Result<Reading, Rejection> {
+        limits::check_record_size(
+            key.map_or(0, <[u8]>::len),
+            payload.len(),
+            opts.max_record_bytes,
+        )?;
+        let reading = Reading::parse_with(key, payload, opts)?;
+        limits::check_future_skew(reading.time, timestamp_ms, opts.max_future_skew)?;
+        Ok(reading)
+    }
+
+    /// Decodes and validates a message value: the sensor's ranges and the device id bound
+    /// of `opts`. The size and future-time bounds need the whole Kafka record and are
+    /// [`parse_record`](Self::parse_record)'s.
+    pub fn parse_with(
+        key: Option<&[u8]>,
+        payload: &[u8],
+        opts: &ParseOptions,
     ) -> Result<Reading, Rejection> {
         let wire: WireReading<'_> = serde_json::from_slice(payload).map_err(|e| {
             // serde_json reports NaN/Infinity tokens as syntax errors; keep the message.
@@ -186,19 +238,30 @@ impl Reading {
         let temperature = number("temperature", wire.temperature)?;
         let humidity = number("humidity", wire.humidity)?;
         let device = match wire.device {
-            Some(d) if !d.is_empty() => d.into_owned(),
-            _ => match key.map(std::str::from_utf8) {
-                Some(Ok(k)) if !k.is_empty() => k.to_owned(),
-                _ => "default".to_owned(),
+            Some(d) if !d.is_empty() => d,
+            _ => match key {
+                Some(k) if !k.is_empty() => match std::str::from_utf8(k) {
+                    Ok(k) => std::borrow::Cow::Borrowed(k),
+                    // The key would be the device id; a binary one cannot be named anywhere.
+                    Err(e) => {
+                        return Err(Rejection::new(
+                            RejectReason::DeviceIdInvalid,
+                            format!("message key is not UTF-8: {e}"),
+                        ));
+                    }
+                },
+                _ => std::borrow::Cow::Borrowed("default"),
             },
         };
+        // Before the copy: a 900 KB id is refused without being allocated again.
+        limits::check_device_id(&device, opts.max_device_id_bytes)?;
         let reading = Reading {
             time,
             temperature,
             humidity,
-            device,
+            device: device.into_owned(),
         };
-        reading.validate(sensor)?;
+        reading.validate(opts.sensor)?;
         Ok(reading)
     }
 

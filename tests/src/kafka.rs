@@ -2,7 +2,7 @@
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -65,17 +65,48 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     }
 }
 
+/// Counts the records librdkafka gave up on, which `flush` alone does not report.
+#[derive(Debug, Default)]
+struct CountFailures {
+    failed: std::sync::atomic::AtomicU64,
+    first: std::sync::Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for CountFailures {}
+
+impl rdkafka::producer::ProducerContext for CountFailures {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+/// How long [`produce`] may take in all: a test on a broken cluster fails with a
+/// message instead of hanging.
+const PRODUCE_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Produces `(key, value)` records in order (Kafka's default murmur2 partitioner on the
 /// key) and waits for every acknowledgement.
+///
+/// # Panics
+/// If the records are not all acknowledged within a minute, or any is refused.
 pub fn produce(brokers: &str, topic: &str, records: &[(Option<String>, Vec<u8>)]) {
-    let p: ThreadedProducer<DefaultProducerContext> = config(brokers)
+    let deadline = Instant::now() + PRODUCE_DEADLINE;
+    let p: ThreadedProducer<CountFailures> = config(brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
-        .create()
+        // A record librdkafka cannot deliver fails inside the deadline, not after it.
+        .set("message.timeout.ms", "50000")
+        .create_with_context(CountFailures::default())
         .expect("producer");
-    for (k, v) in records {
+    for (i, (k, v)) in records.iter().enumerate() {
         let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(v.as_slice());
         if let Some(k) = k {
             rec = rec.key(k.as_str());
@@ -84,14 +115,30 @@ pub fn produce(brokers: &str, topic: &str, records: &[(Option<String>, Vec<u8>)]
         loop {
             match p.send(rec) {
                 Ok(()) => break,
-                Err((_, back)) => {
+                Err((e, back)) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "producing to {topic}: record {i} of {} not queued within {PRODUCE_DEADLINE:?}: {e}",
+                        records.len()
+                    );
                     rec = back;
                     p.poll(Duration::from_millis(10));
                 }
             }
         }
     }
-    p.flush(Duration::from_secs(60)).expect("flush");
+    let left = deadline.saturating_duration_since(Instant::now());
+    p.flush(left)
+        .unwrap_or_else(|e| panic!("producing to {topic}: not acknowledged in time: {e}"));
+    let ctx = p.context();
+    let failed = ctx.failed.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        failed,
+        0,
+        "producing to {topic}: {failed} of {} records refused, the first with {:?}",
+        records.len(),
+        ctx.first.lock().unwrap_or_else(|p| p.into_inner())
+    );
 }
 
 /// Reads every record of `topic` up to its current end.

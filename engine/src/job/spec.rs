@@ -5,7 +5,7 @@
 //! human (`"30m"`, `"500ms"`). Defaults live in one place, the `Default` impls below.
 
 pub use crate::sinks::SinkSpec;
-use flowcast_operators::SensorKind;
+use flowcast_operators::{ParseOptions, SensorKind};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -123,6 +123,31 @@ pub struct SourceSpec {
     /// Which sensor the readings come from: decides the valid ranges.
     #[serde(default)]
     pub sensor: SensorKind,
+    /// Longest device id (from the `device` field or the message key), in bytes; a
+    /// longer one, or one with a control character, goes to the dead-letter topic.
+    #[serde(default = "default_max_device_id_bytes")]
+    pub max_device_id_bytes: usize,
+    /// Largest record (key plus value), in bytes; a larger one goes to the dead-letter
+    /// topic undecoded (reason `too_large`).
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+    /// How far a reading's event time may lie ahead of its Kafka record timestamp (not
+    /// the wall clock, so a replay decides the same); further goes to the dead-letter
+    /// topic (reason `future_time`) instead of dragging the watermark ahead.
+    #[serde(default = "default_max_future_skew", with = "humantime_serde")]
+    pub max_future_skew: Duration,
+}
+
+impl SourceSpec {
+    /// The bounds the source applies to every record, for [`flowcast_operators::Reading::parse_record`].
+    pub fn parse_options(&self) -> ParseOptions {
+        ParseOptions {
+            sensor: self.sensor,
+            max_device_id_bytes: self.max_device_id_bytes,
+            max_record_bytes: self.max_record_bytes,
+            max_future_skew: self.max_future_skew,
+        }
+    }
 }
 
 /// Event-time settings.
@@ -224,6 +249,15 @@ fn default_sinks() -> Vec<SinkSpec> {
         brokers: None,
     })]
 }
+fn default_max_device_id_bytes() -> usize {
+    ParseOptions::DEFAULT_MAX_DEVICE_ID_BYTES
+}
+fn default_max_record_bytes() -> usize {
+    ParseOptions::DEFAULT_MAX_RECORD_BYTES
+}
+fn default_max_future_skew() -> Duration {
+    ParseOptions::DEFAULT_MAX_FUTURE_SKEW
+}
 fn default_dead_letter_topic() -> String {
     "DHT11-dead-letter".into()
 }
@@ -310,6 +344,12 @@ impl JobSpec {
         if self.source.brokers.trim().is_empty() {
             return Err(bad("source.brokers", "must not be empty"));
         }
+        if self.source.max_device_id_bytes == 0 {
+            return Err(bad("source.max-device-id-bytes", "must be at least 1"));
+        }
+        if self.source.max_record_bytes == 0 {
+            return Err(bad("source.max-record-bytes", "must be at least 1"));
+        }
         if self.event_time.field != "time" {
             return Err(bad(
                 "event-time.field",
@@ -388,6 +428,45 @@ mod tests {
     }
 
     #[test]
+    fn source_bounds_default_and_round_trip() {
+        let spec = JobSpec::parse(REFERENCE, Path::new("j.toml")).expect("valid");
+        assert_eq!(
+            spec.source.parse_options(),
+            ParseOptions::new(spec.source.sensor)
+        );
+        // The reference file spells the defaults out; set other values in their place.
+        let text: String = REFERENCE
+            .lines()
+            .filter(|l| !l.starts_with("max-"))
+            .map(|l| {
+                if l.starts_with("sensor =") {
+                    "sensor = \"dht22\"\nmax-device-id-bytes = 64\nmax-record-bytes = 4096\nmax-future-skew = \"90s\"\n".to_owned()
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        let spec = JobSpec::parse(&text, Path::new("j.toml")).expect("valid");
+        let opts = spec.source.parse_options();
+        assert_eq!(opts.sensor, SensorKind::Dht22);
+        assert_eq!(opts.max_device_id_bytes, 64);
+        assert_eq!(opts.max_record_bytes, 4096);
+        assert_eq!(opts.max_future_skew, Duration::from_secs(90));
+        let text = toml::to_string(&spec).expect("serialise");
+        assert!(text.contains("max-future-skew = \"1m 30s\""), "{text}");
+        assert_eq!(
+            JobSpec::parse(&text, Path::new("x")).expect("reparse"),
+            spec
+        );
+        let text = REFERENCE.replace("max-record-bytes = 65536", "max-record-bytes = 0");
+        let err = JobSpec::parse(&text, Path::new("j.toml")).expect_err("zero");
+        assert!(
+            err.to_string().contains("`source.max-record-bytes`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let text = REFERENCE.replace("allowed-lateness", "allowed-latenes");
         let err = JobSpec::parse(&text, Path::new("j.toml")).expect_err("typo");
@@ -411,3 +490,6 @@ mod tests {
         assert!(err.to_string().contains("length"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod proptests;

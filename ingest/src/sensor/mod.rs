@@ -111,6 +111,11 @@ impl From<Rejection> for ReadFailure {
             RejectReason::OutOfRange => FailReason::OutOfRange,
             // A measurement is never JSON, so these cannot happen; keep them visible anyway.
             RejectReason::Malformed | RejectReason::MissingField => FailReason::BadFrame,
+            // Bounds of a Kafka source; a measurement never meets them.
+            RejectReason::DeviceIdTooLong
+            | RejectReason::DeviceIdInvalid
+            | RejectReason::FutureTime
+            | RejectReason::TooLarge => FailReason::BadFrame,
         };
         ReadFailure::new(reason, r.detail)
     }

@@ -103,11 +103,13 @@ impl Spool {
     /// Opens (creating if needed) the spool in `dir`, bounded to `max_bytes`.
     pub fn open(dir: &Path, max_bytes: u64) -> io::Result<(Spool, Recovery)> {
         fs::create_dir_all(dir)?;
-        let cursor = match fs::read_to_string(dir.join(CURSOR)) {
-            Ok(s) => s
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| invalid(format!("{}: not a number", dir.join(CURSOR).display())))?,
+        // Bytes, not `read_to_string`: a binary cursor must be named in the error, not
+        // reported as a bare "stream did not contain valid UTF-8".
+        let cursor = match fs::read(dir.join(CURSOR)) {
+            Ok(b) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| invalid(format!("{}: not a number", dir.join(CURSOR).display())))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         };
@@ -381,5 +383,7 @@ fn scan(path: &Path, first_seq: u64) -> io::Result<(u64, u64, Option<String>)> {
     }
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
