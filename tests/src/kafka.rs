@@ -95,7 +95,7 @@ const PRODUCE_DEADLINE: Duration = Duration::from_secs(60);
 ///
 /// # Panics
 /// If the records are not all acknowledged within a minute, or any is refused.
-pub fn produce(brokers: &str, topic: &str, records: &[(Option<String>, Vec<u8>)]) {
+pub fn produce<K: AsRef<[u8]>>(brokers: &str, topic: &str, records: &[(Option<K>, Vec<u8>)]) {
     let deadline = Instant::now() + PRODUCE_DEADLINE;
     let p: ThreadedProducer<CountFailures> = config(brokers)
         .set("enable.idempotence", "true")
@@ -107,9 +107,9 @@ pub fn produce(brokers: &str, topic: &str, records: &[(Option<String>, Vec<u8>)]
         .create_with_context(CountFailures::default())
         .expect("producer");
     for (i, (k, v)) in records.iter().enumerate() {
-        let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(v.as_slice());
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).payload(v.as_slice());
         if let Some(k) = k {
-            rec = rec.key(k.as_str());
+            rec = rec.key(k.as_ref());
         }
         let mut rec = rec;
         loop {

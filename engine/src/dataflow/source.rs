@@ -19,7 +19,7 @@ use crate::kafka::ClientSettings;
 use crate::lifecycle::adapter::wall_clock_epoch;
 use crate::metrics;
 use flowcast_operators::event_time::{self, ClockState, PartitionClock};
-use flowcast_operators::{Reading, SensorKind};
+use flowcast_operators::{ParseOptions, Reading};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -88,8 +88,8 @@ pub struct KafkaSourceConfig {
     pub partitions: i32,
     /// Start and stop.
     pub bounds: Bounds,
-    /// Valid ranges.
-    pub sensor: SensorKind,
+    /// Valid ranges and the bounds on device ids, record size and future event times.
+    pub parse: ParseOptions,
     /// Allowed out-of-orderness, ms.
     pub out_of_orderness_ms: i64,
     /// Idle timeout, ms.
@@ -117,6 +117,8 @@ struct RawBatch {
 struct RawMsg {
     partition: i32,
     offset: i64,
+    /// The Kafka record's timestamp (create or log-append time), ms.
+    timestamp: Option<i64>,
     key: Option<Range<usize>>,
     payload: Range<usize>,
 }
@@ -227,7 +229,15 @@ pub fn kafka_source<'s>(
                                     next.insert(m.partition, m.offset + 1);
                                     let key = m.key.clone().map(|r| &batch.bytes[r]);
                                     let payload = &batch.bytes[m.payload.clone()];
-                                    match Reading::parse(key, payload, cfg.sensor) {
+                                    // Future skew is judged against the record's own
+                                    // Kafka timestamp, never the wall clock: a replay
+                                    // decides the same way.
+                                    match Reading::parse_record(
+                                        key,
+                                        payload,
+                                        m.timestamp,
+                                        &cfg.parse,
+                                    ) {
                                         Ok(reading) => {
                                             let t = event_time::from_secs(reading.time);
                                             if let Some(clock) = clocks.get_mut(&m.partition) {
@@ -444,6 +454,7 @@ fn consume(
             batch.msgs.push(RawMsg {
                 partition: p,
                 offset: msg.offset(),
+                timestamp: msg.timestamp().to_millis(),
                 key,
                 payload: s..batch.bytes.len(),
             });

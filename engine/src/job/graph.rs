@@ -87,7 +87,7 @@ pub fn build(
             topic: spec.source.topic.clone(),
             partitions: plan.partitions,
             bounds,
-            sensor: spec.source.sensor,
+            parse: spec.source.parse_options(),
             out_of_orderness_ms: spec.event_time.out_of_orderness.as_millis() as i64,
             idle_timeout_ms: spec.event_time.idle_timeout.as_millis() as u64,
             epoch_interval: spec.epoch_interval,

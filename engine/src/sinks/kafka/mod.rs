@@ -109,24 +109,68 @@ fn header(h: OwnedHeaders, key: &str, value: &str) -> OwnedHeaders {
 /// Dead letters keep the original key and bytes as the message; the reason and origin
 /// ride in headers (`flowcast.reason`, `flowcast.detail`, `flowcast.topic`,
 /// `flowcast.partition`, `flowcast.offset`), as Kafka Connect's dead-letter queues do.
+///
+/// A record too big to forward whole (it may be why it was refused) is cut to what any
+/// broker accepts — key to [`DEAD_LETTER_MAX_KEY`], value to [`DEAD_LETTER_MAX_VALUE`],
+/// detail to [`DEAD_LETTER_MAX_DETAIL`] bytes — and says so: `flowcast.truncated` names
+/// what was cut, `flowcast.original-size` / `flowcast.original-key-size` give the sizes.
 impl KafkaRecord for DeadLetter {
     fn key(&self) -> Option<&[u8]> {
-        self.key.as_deref()
+        self.key
+            .as_deref()
+            .map(|k| &k[..k.len().min(DEAD_LETTER_MAX_KEY)])
     }
     fn value(&self) -> Vec<u8> {
-        self.payload.clone()
+        self.payload[..self.payload.len().min(DEAD_LETTER_MAX_VALUE)].to_vec()
     }
     fn headers(&self) -> Option<OwnedHeaders> {
         let h = header(
-            OwnedHeaders::new_with_capacity(5),
+            OwnedHeaders::new_with_capacity(8),
             "flowcast.reason",
             self.reason,
         );
-        let h = header(h, "flowcast.detail", &self.detail);
+        let h = header(
+            h,
+            "flowcast.detail",
+            truncate_str(&self.detail, DEAD_LETTER_MAX_DETAIL),
+        );
         let h = header(h, "flowcast.topic", &self.topic);
         let h = header(h, "flowcast.partition", &self.partition.to_string());
-        Some(header(h, "flowcast.offset", &self.offset.to_string()))
+        let mut h = header(h, "flowcast.offset", &self.offset.to_string());
+        let key_len = self.key.as_ref().map_or(0, Vec::len);
+        let mut cut = Vec::new();
+        if key_len > DEAD_LETTER_MAX_KEY {
+            cut.push("key");
+            h = header(h, "flowcast.original-key-size", &key_len.to_string());
+        }
+        if self.payload.len() > DEAD_LETTER_MAX_VALUE {
+            cut.push("value");
+            h = header(h, "flowcast.original-size", &self.payload.len().to_string());
+        }
+        if !cut.is_empty() {
+            h = header(h, "flowcast.truncated", &cut.join(","));
+        }
+        Some(h)
     }
+}
+
+/// The largest dead-letter value forwarded whole, bytes (well under Kafka's 1 MiB default).
+pub const DEAD_LETTER_MAX_VALUE: usize = 256 * 1024;
+/// The largest dead-letter key forwarded whole, bytes.
+pub const DEAD_LETTER_MAX_KEY: usize = 4 * 1024;
+/// The longest `flowcast.detail` header, bytes.
+pub const DEAD_LETTER_MAX_DETAIL: usize = 1024;
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn truncate_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// Late records carry the reading as JSON and their origin, window and watermark in headers.
