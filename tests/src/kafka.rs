@@ -1,5 +1,6 @@
 //! Kafka helpers for tests: create a topic, produce keyed records, read a topic whole.
 
+use flowcast_common::kafka::idempotent_producer;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -68,13 +69,9 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
 /// Produces `(key, value)` records in order (Kafka's default murmur2 partitioner on the
 /// key) and waits for every acknowledgement.
 pub fn produce(brokers: &str, topic: &str, records: &[(Option<String>, Vec<u8>)]) {
-    let p: ThreadedProducer<DefaultProducerContext> = config(brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
+    let mut cfg = config(brokers);
+    let p: ThreadedProducer<DefaultProducerContext> =
+        idempotent_producer(&mut cfg).create().expect("producer");
     for (k, v) in records {
         let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(v.as_slice());
         if let Some(k) = k {
