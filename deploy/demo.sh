@@ -10,8 +10,9 @@ cd "$REPO"
 log() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
 
 deploy/setup.sh
-log "building flowcast (release)"
-cargo build --release -q -p flowcast-engine
+log "building flowcast and flowcast-ingest (release)"
+# `flowcast demo` runs the flowcast-ingest binary it finds beside itself.
+cargo build --release -q -p flowcast-engine -p flowcast-ingest
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 PORT="${FLOWCAST_DEMO_PORT:-9092}"
 trap 'deploy/kafka/stop.sh --name demo >&2 || true' EXIT
