@@ -10,12 +10,13 @@ cd "$REPO"
 log() { printf '\033[1m[demo]\033[0m %s\n' "$*" >&2; }
 
 deploy/setup.sh
-log "building flowcast (release; the first build takes minutes)"
-# cargo's own progress (its Compiling lines and bar) when someone watches; quiet in logs.
+log "building flowcast and flowcast-ingest (release; the first build takes minutes)"
+# `flowcast demo` runs the flowcast-ingest binary it finds beside itself. cargo's own
+# progress (its Compiling lines and bar) when someone watches; quiet in logs.
 if [[ -t 2 ]]; then
-  cargo build --release -p flowcast-engine
+  cargo build --release -p flowcast-engine -p flowcast-ingest
 else
-  cargo build --release -q -p flowcast-engine
+  cargo build --release -q -p flowcast-engine -p flowcast-ingest
 fi
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 PORT="${FLOWCAST_DEMO_PORT:-9092}"

@@ -114,7 +114,8 @@ for ((i = 0; i < BROKERS; i++)); do
   echo $! >> "$RUN/pids"
 done
 
-if ! python3 "$HERE/wait_ready.py" "127.0.0.1:$PORT" "$BROKERS" "${FLOWCAST_KAFKA_START_TIMEOUT:-120}"; then
+if ! JAVA="$JAVA" "$HERE/wait_ready.sh" "$CP" "127.0.0.1:$PORT" "$BROKERS" \
+  "${FLOWCAST_KAFKA_START_TIMEOUT:-120}"; then
   for ((i = 0; i < BROKERS; i++)); do tail -n 20 "$RUN/broker-$i.out" "$RUN/broker-$i.log" >&2 || true; done
   "$HERE/stop.sh" --name "$NAME" >&2 || true
   exit 1

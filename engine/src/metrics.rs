@@ -1,147 +1,111 @@
-//! Prometheus metrics of a Flowcast process.
+//! Prometheus metrics of a Flowcast process, on the `prometheus` crate.
 //!
-//! Names follow `flowcast_<thing>_<unit>_total` for counters; labels are low-cardinality
-//! (job, operator, worker, partition, reason): never a device id or a token. Hot paths
-//! bump a cached [`Counter`] once per batch. [`serve`] exposes `/metrics` in the text format.
+//! One process-wide [`prometheus::Registry`]; [`counter`], [`gauge`] and [`histogram`] create a
+//! series on first use (a family per name, labelled by the keys of its first use) and share it
+//! afterwards. Hot paths keep the returned handle and bump it once per batch. [`serve`] exposes
+//! `GET /metrics` with axum; [`render`] is the same text for tests.
+//!
+//! Naming (README, "Metrics"): `flowcast_<component>_<what>_<unit>`, `_total` on counters,
+//! base units (seconds, bytes), job-level labels only. Two things are mapped here, centrally,
+//! so that call sites written before the convention still expose valid, conventional series:
+//! - the label key `job` becomes `flowcast_job` (Prometheus adds its own `job` label to every
+//!   target, the scrape job, and would rename ours `exported_job`);
+//! - the old metric names in [`RENAMES`] are exposed under their new names (with a unit change
+//!   where the old one was µs or ms). [`total`] and [`quantile_us`] accept either name and
+//!   answer in the caller's old unit. The table goes once every call site uses the new names.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+pub use flowcast_common::telemetry::JOB_LABEL;
+use flowcast_common::telemetry::{self, LATENCY_BUCKETS_SECONDS, prometheus};
+use prometheus::Registry;
+use prometheus::core::Collector;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
 
-type Key = (&'static str, Vec<(&'static str, String)>);
+/// Old name → (new name, base units per old unit). Applied by every function of this module.
+pub const RENAMES: &[(&str, &str, f64)] = &[
+    (
+        "flowcast_dead_letter_records_total",
+        "flowcast_source_dead_letter_records_total",
+        1.0,
+    ),
+    (
+        "flowcast_late_records_total",
+        "flowcast_window_late_records_total",
+        1.0,
+    ),
+    (
+        "flowcast_window_fired_total",
+        "flowcast_window_fired_windows_total",
+        1.0,
+    ),
+    (
+        "flowcast_watermark_ms",
+        "flowcast_window_watermark_seconds",
+        1e-3,
+    ),
+    (
+        "flowcast_keyed_state_devices",
+        "flowcast_sequence_keyed_devices",
+        1.0,
+    ),
+    (
+        "flowcast_predictions_total",
+        "flowcast_forecast_predictions_total",
+        1.0,
+    ),
+    (
+        "flowcast_forecast_errors_total",
+        "flowcast_forecast_failed_batches_total",
+        1.0,
+    ),
+    (
+        "flowcast_inference_micros_total",
+        "flowcast_forecast_inference_seconds_total",
+        1e-6,
+    ),
+    (
+        "flowcast_inference_batches_total",
+        "flowcast_forecast_inference_batches_total",
+        1.0,
+    ),
+    (
+        "flowcast_sink_delivered_total",
+        "flowcast_kafka_sink_delivered_records_total",
+        1.0,
+    ),
+    (
+        "flowcast_sink_failed_total",
+        "flowcast_kafka_sink_failed_records_total",
+        1.0,
+    ),
+    (
+        "flowcast_sink_backpressure_total",
+        "flowcast_kafka_sink_backpressure_waits_total",
+        1.0,
+    ),
+    (
+        "flowcast_window_to_sink_seconds",
+        "flowcast_kafka_sink_window_to_send_seconds",
+        1.0,
+    ),
+];
 
-#[derive(Debug)]
-struct Family {
-    help: &'static str,
-    kind: &'static str,
-}
-
-#[derive(Debug, Default)]
-struct Registry {
-    families: BTreeMap<&'static str, Family>,
-    series: BTreeMap<Key, Arc<AtomicU64>>,
-}
-
-static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| Mutex::new(Registry::default()));
-
-/// A monotonically increasing counter (or, through [`Counter::set`], a gauge).
-#[derive(Debug, Clone)]
-pub struct Counter(Arc<AtomicU64>);
-
-impl Counter {
-    /// Adds `n`.
-    pub fn add(&self, n: u64) {
-        if n > 0 {
-            self.0.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-    /// Adds one.
-    pub fn inc(&self) {
-        self.add(1);
-    }
-    /// Sets the value (gauges).
-    pub fn set(&self, v: u64) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-    /// The current value.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-fn register(
-    name: &'static str,
-    help: &'static str,
-    kind: &'static str,
-    labels: &[(&'static str, &str)],
-) -> Counter {
-    let mut reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    reg.families.entry(name).or_insert(Family { help, kind });
-    let key = (
-        name,
-        labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
-    );
-    Counter(Arc::clone(reg.series.entry(key).or_default()))
-}
-
-/// A counter series (created on first use, shared afterwards).
-pub fn counter(name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Counter {
-    register(name, help, "counter", labels)
-}
-
-/// A gauge series.
-pub fn gauge(name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Counter {
-    register(name, help, "gauge", labels)
-}
-
-/// The sum of every series of `name` whose `job` label is `job` (for tests and summaries).
-pub fn total(name: &str, job: &str) -> u64 {
-    let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    reg.series
+/// The exposed name of `name` and the factor from the caller's unit to the base unit.
+fn resolve(name: &str) -> (&str, f64) {
+    RENAMES
         .iter()
-        .filter(|((n, labels), _)| {
-            *n == name && labels.iter().any(|(k, v)| *k == "job" && v == job)
-        })
-        .map(|(_, v)| v.load(Ordering::Relaxed))
-        .sum()
+        .find(|(old, _, _)| *old == name)
+        .map(|(_, new, scale)| (*new, *scale))
+        .unwrap_or((name, 1.0))
 }
 
-/// The whole registry in Prometheus text format.
-pub fn render() -> String {
-    let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    let mut out = String::new();
-    let mut last = "";
-    for ((name, labels), value) in &reg.series {
-        if *name != last {
-            if let Some(f) = reg.families.get(name) {
-                out.push_str(&format!(
-                    "# HELP {name} {}\n# TYPE {name} {}\n",
-                    f.help, f.kind
-                ));
-            }
-            last = name;
-        }
-        out.push_str(name);
-        if !labels.is_empty() {
-            let l: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-                .collect();
-            out.push_str(&format!("{{{}}}", l.join(",")));
-        }
-        out.push_str(&format!(" {}\n", value.load(Ordering::Relaxed)));
-    }
-    out
+fn label_key(k: &str) -> &str {
+    if k == "job" { JOB_LABEL } else { k }
 }
 
-/// Serves `GET /metrics` on `addr` from a background thread; returns the bound address.
-pub fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
-    let local = listener.local_addr()?;
-    std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 1024];
-            let n = stream.read(&mut buf).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let (status, body) = if req.starts_with("GET /metrics") {
-                ("200 OK", render())
-            } else {
-                ("404 Not Found", "not found\n".to_owned())
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    })?;
-    Ok(local)
-}
-
-/// Upper bounds (µs) of the latency histogram buckets.
+/// Upper bounds (µs) of the latency histogram buckets; the last is `+Inf`.
 pub const LATENCY_BUCKETS_US: [u64; 16] = [
     50,
     100,
@@ -161,87 +125,482 @@ pub const LATENCY_BUCKETS_US: [u64; 16] = [
     u64::MAX,
 ];
 
-/// A latency histogram in µs (Prometheus `_bucket`/`_sum`/`_count` series).
-#[derive(Debug, Clone)]
-pub struct Histogram {
-    buckets: Vec<Counter>,
-    sum: Counter,
-    count: Counter,
+/// The finite bucket bounds in seconds (Prometheus adds `+Inf`): the same as
+/// [`LATENCY_BUCKETS_US`].
+fn latency_buckets_seconds() -> Vec<f64> {
+    LATENCY_BUCKETS_SECONDS.to_vec()
 }
 
-impl Histogram {
-    /// Records one observation.
-    pub fn observe_us(&self, us: u64) {
-        if let Some(i) = LATENCY_BUCKETS_US.iter().position(|b| us <= *b) {
-            self.buckets[i].inc();
+#[derive(Clone)]
+enum Vec_ {
+    Counter(prometheus::CounterVec),
+    Gauge(prometheus::GaugeVec),
+    Histogram(prometheus::HistogramVec),
+}
+
+struct Family {
+    /// Label keys (already mapped) in the order of the first use.
+    keys: Vec<String>,
+    vec: Vec_,
+}
+
+#[derive(Default)]
+struct Families {
+    by_name: HashMap<String, Family>,
+}
+
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+static FAMILIES: LazyLock<Mutex<Families>> = LazyLock::new(|| Mutex::new(Families::default()));
+
+/// The process-wide registry (for a caller that registers a collector of its own).
+pub fn registry() -> &'static Registry {
+    &REGISTRY
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Finds or creates the family `name` and returns the label values in its key order, or
+/// `None` (logged) when the name is taken by another kind or another set of label keys.
+fn family<R>(
+    name: &str,
+    help: &str,
+    kind: Kind,
+    labels: &[(&str, &str)],
+    with: impl FnOnce(&Vec_, &[&str]) -> R,
+) -> Option<R> {
+    let mut fams = FAMILIES.lock().unwrap_or_else(|p| p.into_inner());
+    if !fams.by_name.contains_key(name) {
+        let keys: Vec<String> = labels
+            .iter()
+            .map(|(k, _)| label_key(k).to_owned())
+            .collect();
+        let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let help = if help.is_empty() { name } else { help };
+        let vec = match kind {
+            Kind::Counter => {
+                prometheus::CounterVec::new(prometheus::Opts::new(name, help), &key_refs)
+                    .map(Vec_::Counter)
+            }
+            Kind::Gauge => prometheus::GaugeVec::new(prometheus::Opts::new(name, help), &key_refs)
+                .map(Vec_::Gauge),
+            Kind::Histogram => prometheus::HistogramVec::new(
+                prometheus::HistogramOpts::new(name, help).buckets(latency_buckets_seconds()),
+                &key_refs,
+            )
+            .map(Vec_::Histogram),
+        };
+        let registered = vec.and_then(|v| {
+            let boxed: Box<dyn Collector> = match &v {
+                Vec_::Counter(c) => Box::new(c.clone()),
+                Vec_::Gauge(g) => Box::new(g.clone()),
+                Vec_::Histogram(h) => Box::new(h.clone()),
+            };
+            REGISTRY.register(boxed).map(|()| v)
+        });
+        match registered {
+            Ok(vec) => {
+                fams.by_name.insert(name.to_owned(), Family { keys, vec });
+            }
+            Err(e) => {
+                tracing::warn!("metric {name} not registered: {e}");
+                return None;
+            }
         }
-        self.sum.add(us);
-        self.count.inc();
+    }
+    let fam = fams.by_name.get(name)?;
+    let same_kind = matches!(
+        (&fam.vec, kind),
+        (Vec_::Counter(_), Kind::Counter)
+            | (Vec_::Gauge(_), Kind::Gauge)
+            | (Vec_::Histogram(_), Kind::Histogram)
+    );
+    let mut values = Vec::with_capacity(fam.keys.len());
+    for key in &fam.keys {
+        match labels.iter().find(|(k, _)| label_key(k) == key) {
+            Some((_, v)) => values.push(*v),
+            None => break,
+        }
+    }
+    if !same_kind || values.len() != labels.len() || values.len() != fam.keys.len() {
+        tracing::warn!(
+            "metric {name}: used with other labels or another type than first; this series is not exposed"
+        );
+        return None;
+    }
+    Some(with(&fam.vec, &values))
+}
+
+/// A counter or a gauge series. The integer API counts in the caller's unit (records, or µs
+/// and ms for the old names in [`RENAMES`]); the series holds base units.
+#[derive(Debug, Clone)]
+pub struct Counter {
+    inner: Inner,
+    /// Base units per caller unit.
+    scale: f64,
+}
+
+#[derive(Debug, Clone)]
+enum Inner {
+    Counter(prometheus::Counter),
+    Gauge(prometheus::Gauge),
+}
+
+impl Counter {
+    /// Adds `n` (caller units).
+    pub fn add(&self, n: u64) {
+        if n > 0 {
+            self.add_base(n as f64 * self.scale);
+        }
+    }
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Sets the value (gauges; a counter only moves up to it).
+    pub fn set(&self, v: u64) {
+        self.set_base(v as f64 * self.scale);
+    }
+    /// The current value in caller units.
+    pub fn get(&self) -> u64 {
+        (self.get_base() / self.scale).round() as u64
+    }
+    /// Adds `v` in the base unit (seconds, bytes, records).
+    pub fn add_base(&self, v: f64) {
+        match &self.inner {
+            Inner::Counter(c) => {
+                if v > 0.0 {
+                    c.inc_by(v)
+                }
+            }
+            Inner::Gauge(g) => g.add(v),
+        }
+    }
+    /// Adds a duration to a `_seconds_total` counter.
+    pub fn add_duration(&self, d: Duration) {
+        self.add_base(d.as_secs_f64());
+    }
+    /// Sets the value in the base unit.
+    pub fn set_base(&self, v: f64) {
+        match &self.inner {
+            Inner::Counter(c) => {
+                let now = c.get();
+                if v > now {
+                    c.inc_by(v - now);
+                }
+            }
+            Inner::Gauge(g) => g.set(v),
+        }
+    }
+    /// The value in the base unit.
+    pub fn get_base(&self) -> f64 {
+        match &self.inner {
+            Inner::Counter(c) => c.get(),
+            Inner::Gauge(g) => g.get(),
+        }
     }
 }
 
-/// A histogram series: one counter per bucket (non-cumulative inside, cumulative when rendered).
+/// A counter series (created on first use, shared afterwards).
+pub fn counter(name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+    let (exposed, scale) = resolve(name);
+    let inner = family(exposed, help, Kind::Counter, labels, |v, values| match v {
+        Vec_::Counter(c) => c.get_metric_with_label_values(values).ok(),
+        _ => None,
+    })
+    .flatten()
+    .unwrap_or_else(|| {
+        prometheus::Counter::new(exposed, exposed).unwrap_or_else(|_| detached_counter())
+    });
+    Counter {
+        inner: Inner::Counter(inner),
+        scale,
+    }
+}
+
+/// A gauge series.
+pub fn gauge(name: &'static str, help: &'static str, labels: &[(&'static str, &str)]) -> Counter {
+    let (exposed, scale) = resolve(name);
+    let inner = family(exposed, help, Kind::Gauge, labels, |v, values| match v {
+        Vec_::Gauge(g) => g.get_metric_with_label_values(values).ok(),
+        _ => None,
+    })
+    .flatten()
+    .unwrap_or_else(|| {
+        prometheus::Gauge::new(exposed, exposed).unwrap_or_else(|_| detached_gauge())
+    });
+    Counter {
+        inner: Inner::Gauge(inner),
+        scale,
+    }
+}
+
+fn detached_counter() -> prometheus::Counter {
+    #[allow(clippy::unwrap_used)] // a constant, valid name
+    prometheus::Counter::new("flowcast_detached", "not exposed").unwrap()
+}
+
+fn detached_gauge() -> prometheus::Gauge {
+    #[allow(clippy::unwrap_used)] // a constant, valid name
+    prometheus::Gauge::new("flowcast_detached", "not exposed").unwrap()
+}
+
+/// A latency histogram (buckets [`LATENCY_BUCKETS_US`], exposed in seconds).
+#[derive(Debug, Clone)]
+pub struct Histogram(Option<prometheus::Histogram>);
+
+impl Histogram {
+    /// Records one observation in µs.
+    pub fn observe_us(&self, us: u64) {
+        self.observe_seconds(us as f64 / 1e6);
+    }
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        self.observe_seconds(d.as_secs_f64());
+    }
+    /// Records one observation in seconds.
+    pub fn observe_seconds(&self, s: f64) {
+        if let Some(h) = &self.0 {
+            h.observe(s);
+        }
+    }
+}
+
+/// A histogram series.
 pub fn histogram(
     name: &'static str,
     help: &'static str,
     labels: &[(&'static str, &str)],
 ) -> Histogram {
-    let bucket_name: &'static str = Box::leak(format!("{name}_bucket").into_boxed_str());
-    let mut buckets = Vec::new();
-    for b in LATENCY_BUCKETS_US {
-        let le = if b == u64::MAX {
-            "+Inf".to_owned()
-        } else {
-            format!("{}", b as f64 / 1e6)
-        };
-        let mut l: Vec<(&'static str, &str)> = labels.to_vec();
-        l.push(("le", &le));
-        buckets.push(register(bucket_name, help, "histogram", &l));
-    }
-    let sum_name: &'static str = Box::leak(format!("{name}_sum_us").into_boxed_str());
-    let count_name: &'static str = Box::leak(format!("{name}_count").into_boxed_str());
-    Histogram {
-        buckets,
-        sum: counter(sum_name, help, labels),
-        count: counter(count_name, help, labels),
-    }
+    let (exposed, _) = resolve(name);
+    Histogram(
+        family(
+            exposed,
+            help,
+            Kind::Histogram,
+            labels,
+            |v, values| match v {
+                Vec_::Histogram(h) => h.get_metric_with_label_values(values).ok(),
+                _ => None,
+            },
+        )
+        .flatten(),
+    )
 }
 
-/// The `q` quantile (0..1) of a histogram over every series whose `job` is `job`, as the
-/// upper bound of the bucket holding it (µs); `None` without observations.
+/// The metric families of `name` (old or new) restricted to the series of job `job`.
+fn job_series(name: &str, job: &str) -> Vec<prometheus::proto::Metric> {
+    let (exposed, _) = resolve(name);
+    REGISTRY
+        .gather()
+        .into_iter()
+        .filter(|f| f.name() == exposed)
+        .flat_map(|f| f.get_metric().to_vec())
+        .filter(|m| {
+            m.get_label()
+                .iter()
+                .any(|l| l.name() == JOB_LABEL && l.value() == job)
+        })
+        .collect()
+}
+
+/// The sum of every series of `name` whose job is `job`, in the unit of `name` (so µs for
+/// `flowcast_inference_micros_total`, seconds for its new name).
+pub fn total(name: &str, job: &str) -> u64 {
+    (total_base(name, job) / resolve(name).1).round() as u64
+}
+
+/// The sum of every counter or gauge series of `name` whose job is `job`, in base units.
+pub fn total_base(name: &str, job: &str) -> f64 {
+    job_series(name, job)
+        .iter()
+        // A series is a counter or a gauge; the other field is zero.
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .sum()
+}
+
+/// The `q` quantile (0..1) of a histogram over every series whose job is `job`, as the upper
+/// bound of the bucket holding it (µs, `u64::MAX` for `+Inf`); `None` without observations.
 pub fn quantile_us(name: &str, job: &str, q: f64) -> Option<u64> {
-    let bucket_name = format!("{name}_bucket");
-    let reg = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
-    let mut per_bucket = vec![0u64; LATENCY_BUCKETS_US.len()];
-    for ((n, labels), v) in &reg.series {
-        if *n != bucket_name || !labels.iter().any(|(k, val)| *k == "job" && val == job) {
-            continue;
-        }
-        let Some((_, le)) = labels.iter().find(|(k, _)| *k == "le") else {
-            continue;
-        };
-        let idx = LATENCY_BUCKETS_US.iter().position(|b| {
-            if *b == u64::MAX {
-                le == "+Inf"
-            } else {
-                *le == format!("{}", *b as f64 / 1e6)
+    let bounds = latency_buckets_seconds();
+    // Cumulative counts per finite bucket, then the total (+Inf).
+    let mut cumulative = vec![0u64; bounds.len()];
+    let mut count = 0u64;
+    for m in job_series(name, job) {
+        let h = m.get_histogram();
+        count += h.get_sample_count();
+        for b in h.get_bucket() {
+            if let Some(i) = bounds.iter().position(|x| *x == b.upper_bound()) {
+                cumulative[i] += b.cumulative_count();
             }
-        });
-        if let Some(i) = idx {
-            per_bucket[i] += v.load(Ordering::Relaxed);
         }
     }
-    let total: u64 = per_bucket.iter().sum();
-    if total == 0 {
+    if count == 0 {
         return None;
     }
-    let target = (q * total as f64).ceil() as u64;
-    let mut seen = 0;
-    for (i, n) in per_bucket.iter().enumerate() {
-        seen += n;
-        if seen >= target {
+    let target = (q * count as f64).ceil() as u64;
+    for (i, c) in cumulative.iter().enumerate() {
+        if *c >= target {
             return Some(LATENCY_BUCKETS_US[i]);
         }
     }
-    None
+    Some(u64::MAX)
+}
+
+/// The whole registry in the Prometheus text format (0.0.4).
+pub fn render() -> String {
+    telemetry::render(&REGISTRY)
+}
+
+async fn metrics_handler() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
+        render(),
+    )
+}
+
+/// The `/metrics` route, for a caller that serves more routes (the coordinator).
+pub fn router() -> axum::Router {
+    axum::Router::new().route("/metrics", axum::routing::get(metrics_handler))
+}
+
+/// Serves `GET /metrics` on `addr` from a background thread (axum on a one-thread tokio
+/// runtime); returns the bound address. Binding errors are returned, not logged.
+pub fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let served = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => axum::serve(l, router()).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = served {
+                    tracing::warn!("metrics endpoint stopped: {e}");
+                }
+            })
+        })?;
+    Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_in_seconds_and_quantiles_read_back() {
+        let h = histogram(
+            "flowcast_test_request_seconds",
+            "test",
+            &[("job", "t-hist"), ("worker", "0")],
+        );
+        for us in [40, 90, 90, 3_000] {
+            h.observe_us(us);
+        }
+        let text = render();
+        assert!(text.contains("flowcast_test_request_seconds_bucket{flowcast_job=\"t-hist\",worker=\"0\",le=\"0.0001\"} 3"), "{text}");
+        assert!(
+            text.contains(
+                "flowcast_test_request_seconds_sum{flowcast_job=\"t-hist\",worker=\"0\"} 0.003"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("# TYPE flowcast_test_request_seconds ")
+                .count(),
+            1
+        );
+        assert_eq!(
+            quantile_us("flowcast_test_request_seconds", "t-hist", 0.5),
+            Some(100)
+        );
+        assert_eq!(
+            quantile_us("flowcast_test_request_seconds", "t-hist", 0.99),
+            Some(5_000)
+        );
+        assert_eq!(
+            quantile_us("flowcast_test_request_seconds", "nope", 0.5),
+            None
+        );
+    }
+
+    #[test]
+    fn old_names_are_exposed_renamed_in_base_units() {
+        let labels = [
+            ("job", "t-rename"),
+            ("operator", "forecast"),
+            ("worker", "0"),
+        ];
+        let micros = counter(
+            "flowcast_inference_micros_total",
+            "Time spent in the model",
+            &labels,
+        );
+        micros.add(1_500_000);
+        let wm = gauge("flowcast_watermark_ms", "watermark", &labels);
+        wm.set(1_700_000_000_500);
+        let text = render();
+        assert!(
+            text.contains("# TYPE flowcast_forecast_inference_seconds_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE flowcast_window_watermark_seconds gauge"),
+            "{text}"
+        );
+        assert!(!text.contains("micros"), "{text}");
+        assert_eq!(
+            total("flowcast_inference_micros_total", "t-rename"),
+            1_500_000
+        );
+        assert_eq!(
+            total("flowcast_forecast_inference_seconds_total", "t-rename"),
+            2
+        );
+        assert!((total_base("flowcast_watermark_ms", "t-rename") - 1_700_000_000.5).abs() < 1e-3);
+        assert_eq!(wm.get(), 1_700_000_000_500);
+    }
+
+    #[test]
+    fn renamed_names_follow_the_convention() {
+        use flowcast_common::telemetry::{Kind, check_name};
+        for (old, new, _) in RENAMES {
+            let kind = if new.ends_with("_total") {
+                Kind::Counter
+            } else if old.ends_with("_seconds") {
+                Kind::Histogram
+            } else {
+                Kind::Gauge
+            };
+            check_name(new, kind).unwrap_or_else(|e| panic!("{old} -> {e}"));
+        }
+        let us: Vec<f64> = LATENCY_BUCKETS_US[..15]
+            .iter()
+            .map(|b| *b as f64 / 1e6)
+            .collect();
+        assert_eq!(us, LATENCY_BUCKETS_SECONDS.to_vec());
+    }
+
+    #[test]
+    fn a_second_label_set_is_refused_not_panicking() {
+        let a = counter("flowcast_test_mixed_total", "t", &[("job", "t-mixed")]);
+        a.inc();
+        let b = counter(
+            "flowcast_test_mixed_total",
+            "t",
+            &[("job", "t-mixed"), ("worker", "1")],
+        );
+        b.inc();
+        assert_eq!(total("flowcast_test_mixed_total", "t-mixed"), 1);
+    }
 }

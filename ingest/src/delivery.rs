@@ -26,7 +26,6 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientConfig, ClientContext};
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -201,9 +200,7 @@ impl Delivery {
             .copied()
             .unwrap_or(spool.read_seq());
         spool.ack_below(below)?;
-        metrics
-            .in_flight
-            .store(self.in_flight.len() as u64, Ordering::Relaxed);
+        Metrics::set(&metrics.in_flight, self.in_flight.len() as u64);
         Ok(())
     }
 

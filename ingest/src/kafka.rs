@@ -1,32 +1,25 @@
 //! The librdkafka settings of the ingest producer.
 //!
-//! Fixed by ingest, because the no-loss/no-duplicate guarantee rests on them:
-//! `enable.idempotence=true` (the broker drops retried duplicates and keeps each
-//! partition in order), `acks=all`, and `message.timeout.ms=0` — librdkafka retries a
-//! message for as long as the process lives instead of failing it after a timeout. A
-//! timed-out message may or may not have been written, so sending it again could
-//! duplicate it; with no timeout that question never arises, and a broker outage only
-//! makes the in-flight window fill up while the spool holds the rest.
+//! Fixed by ingest, because the no-loss/no-duplicate guarantee rests on them: Flowcast's
+//! idempotent producer profile ([`flowcast_common::kafka::IDEMPOTENT_PRODUCER`]:
+//! `enable.idempotence=true`, `acks=all`, `message.timeout.ms=0`, …). With no message
+//! timeout a broker outage only makes the in-flight window fill up while the spool holds
+//! the rest.
 //!
 //! Everything else (`security.protocol`, `sasl.*`, `ssl.*`, `compression.type`, …) comes
 //! from `kafka.properties`, `FLOWCAST_RDKAFKA_*` and `kafka.secret-files`.
 
 use crate::config::KafkaConfig;
 use anyhow::Context;
+use flowcast_common::kafka::idempotent_producer;
 use rdkafka::ClientConfig;
 
 /// The producer configuration for `cfg`; reads secret files.
 pub fn producer_config(cfg: &KafkaConfig) -> anyhow::Result<ClientConfig> {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.brokers)
+    idempotent_producer(&mut c)
+        .set("bootstrap.servers", &cfg.brokers)
         .set("client.id", &cfg.client_id)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("message.timeout.ms", "0")
-        .set("linger.ms", "5")
-        // Kafka's (Java) default key hash, as every Flowcast producer uses: a device's
-        // partition is the one Flink, the Java tools and the engine compute.
-        .set("partitioner", "murmur2_random")
         // Notice a broker that went away quickly and retry it without long back-offs.
         .set("reconnect.backoff.max.ms", "2000")
         .set("retry.backoff.max.ms", "2000");

@@ -14,7 +14,6 @@ use crate::telemetry::events::{Evicted, Spooled};
 use anyhow::Context;
 use flowcast_operators::Reading;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -162,10 +161,8 @@ fn append(spool: &mut Spool, r: &Reading, metrics: &Metrics) -> anyhow::Result<(
 }
 
 fn gauges(spool: &Spool, metrics: &Metrics) {
-    metrics.spool_bytes.store(spool.bytes(), Ordering::Relaxed);
-    metrics
-        .spool_readings
-        .store(spool.pending(), Ordering::Relaxed);
+    Metrics::set(&metrics.spool_bytes, spool.bytes());
+    Metrics::set(&metrics.spool_readings, spool.pending());
 }
 
 fn start_source(

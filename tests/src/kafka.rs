@@ -1,5 +1,6 @@
 //! Kafka helpers for tests: create a topic, produce keyed records, read a topic whole.
 
+use flowcast_common::kafka::idempotent_producer;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -97,11 +98,8 @@ const PRODUCE_DEADLINE: Duration = Duration::from_secs(60);
 /// If the records are not all acknowledged within a minute, or any is refused.
 pub fn produce<K: AsRef<[u8]>>(brokers: &str, topic: &str, records: &[(Option<K>, Vec<u8>)]) {
     let deadline = Instant::now() + PRODUCE_DEADLINE;
-    let p: ThreadedProducer<CountFailures> = config(brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
-        .set("linger.ms", "5")
+    let mut cfg = config(brokers);
+    let p: ThreadedProducer<CountFailures> = idempotent_producer(&mut cfg)
         // A record librdkafka cannot deliver fails inside the deadline, not after it.
         .set("message.timeout.ms", "50000")
         .create_with_context(CountFailures::default())

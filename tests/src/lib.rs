@@ -9,6 +9,7 @@
 //! - `FLOWCAST_TEST_SINGLE_BROKER` (default `127.0.0.1:9095`): a one-broker cluster.
 
 pub mod data;
+pub mod exposition;
 pub mod forecast;
 pub mod job;
 pub mod kafka;

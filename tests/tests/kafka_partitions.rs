@@ -1,6 +1,7 @@
 //! Produce to and consume from the real three-broker cluster on a three-partition topic:
 //! every record comes back once, on the partition Kafka's key hash names, in order.
 
+use flowcast_common::kafka::idempotent_producer;
 use flowcast_engine::kafka::partitioner::partition_for_key;
 use flowcast_engine::kafka::{ClientSettings, TopicAdmin, TopicSpec};
 use flowcast_operators::record::{Reading, SensorKind};
@@ -24,13 +25,9 @@ fn keyed_readings_land_on_their_hash_partition_in_order() {
         })
         .expect("create topic");
 
-    let producer: ThreadedProducer<DefaultProducerContext> = settings
-        .client_config()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
-        .create()
-        .expect("producer");
+    let mut cfg = settings.client_config();
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        idempotent_producer(&mut cfg).create().expect("producer");
     let devices: Vec<String> = (0..12).map(|i| format!("pi-{i:02}")).collect();
     let per_device = 50;
     let mut sent = 0;

@@ -1,9 +1,14 @@
 //! `flowcast demo`: the whole pipeline on one machine. Real recorded sensor data (the
-//! ingest's replay of the UCI Appliances Energy rooms, sped up) goes through
-//! `flowcast-ingest`'s producer into Kafka topic `DHT11`; the forecast job runs on worker
-//! threads with the LSTM; the demo reads `predicData` back and prints each forecast as it
-//! arrives. Kafka is `--brokers` (e.g. the broker `deploy/demo.sh` starts) or, without it,
-//! librdkafka's in-memory mock cluster (kept under its 5 MiB per partition by `--days`).
+//! ingest's replay of the UCI Appliances Energy rooms, sped up) goes through the real
+//! `flowcast-ingest` binary — a child process, as it runs on a Pi — into Kafka topic
+//! `DHT11`; the forecast job runs on worker threads with the LSTM; the demo reads
+//! `predicData` back and prints each forecast as it arrives. Kafka is `--brokers` (e.g. the
+//! broker `deploy/demo.sh` starts) or, without it, librdkafka's in-memory mock cluster (kept
+//! under its 5 MiB per partition by `--days`).
+//!
+//! The engine does not link the ingest crate (nor rppal): `flowcast-ingest` is found by
+//! `--ingest-bin` / `FLOWCAST_INGEST_BIN`, else beside the `flowcast` executable (where
+//! cargo puts both), else on `PATH`.
 
 use crate::job::{JobSpec, ModelSpec, StartPosition, StopPosition};
 use crate::kafka::{ClientSettings, TopicAdmin, TopicSpec};
@@ -11,11 +16,11 @@ use crate::runtime::{self, Execution};
 use crate::sinks::SinkSpec;
 use crate::sinks::kafka::KafkaSinkConfig;
 use clap::Args;
-use flowcast_ingest::config::{Backend, Timestamps};
 use flowcast_operators::SensorKind;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -41,6 +46,9 @@ pub struct DemoArgs {
     /// Stop after this many forecasts have been printed.
     #[arg(long)]
     pub max_predictions: Option<u64>,
+    /// The `flowcast-ingest` executable (default: beside `flowcast`, else on `PATH`).
+    #[arg(long, env = "FLOWCAST_INGEST_BIN")]
+    pub ingest_bin: Option<PathBuf>,
 }
 
 const READINGS: &str = "DHT11";
@@ -92,28 +100,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
 
-    // Sensors: the ingest's replay of the real data through its producer and spool.
+    // Sensors: the real ingest binary replaying the real data through its producer and spool.
     let spool = std::env::temp_dir().join(format!("flowcast-demo-spool-{}", std::process::id()));
-    let mut ingest = flowcast_ingest::Config::default();
-    ingest.sensor.backend = Backend::Replay;
-    ingest.sensor.kind = Some(SensorKind::Dht22);
-    ingest.replay.speed = args.speed;
-    ingest.replay.timestamps = Timestamps::Original;
-    ingest.replay.max_rows = Some((args.days * 144.0).ceil() as u64);
-    ingest.kafka.brokers = brokers.clone();
-    ingest.kafka.topic = READINGS.into();
-    ingest.spool.dir = spool.clone();
-    ingest.metrics.enabled = false;
-    let ingest_stop = flowcast_ingest::Shutdown::new();
-    let ingest_thread = {
-        let stop = ingest_stop.clone();
-        std::thread::Builder::new()
-            .name("demo-sensors".into())
-            .spawn(move || {
-                let metrics = Arc::new(flowcast_ingest::Metrics::new("replay"));
-                flowcast_ingest::run(&ingest, stop, metrics)
-            })?
-    };
+    let ingest_bin = ingest_binary(args.ingest_bin.as_deref())?;
+    let mut ingest = IngestChild(
+        Command::new(&ingest_bin)
+            .arg("run")
+            .env_remove("FLOWCAST_INGEST_CONFIG")
+            .envs(ingest_env(&args, &brokers, &spool))
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", ingest_bin.display()))?,
+    );
 
     // The job.
     let mut spec = JobSpec::parse(
@@ -143,18 +140,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
 
     // Print forecasts from predicData as they arrive.
-    let printed = print_predictions(&brokers, &args, &stop, &ingest_thread)?;
-    ingest_stop.trigger();
+    let printed = print_predictions(&brokers, &args, &stop, &mut ingest);
+    let ingest_status = ingest.stop();
     job_stop.store(true, Ordering::SeqCst);
-    let ingest_result = ingest_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the sensor thread panicked"))?;
     let job_result = job_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the job thread panicked"))?;
     let _ = std::fs::remove_dir_all(&spool);
     drop(mock);
-    ingest_result?;
+    let printed = printed?;
+    let status = ingest_status?;
+    // Stopped by us (SIGTERM) or finished its replay: both are a clean end.
+    anyhow::ensure!(
+        status.success() || status.code().is_none(),
+        "flowcast-ingest failed: {status}"
+    );
     let summary = job_result?;
     eprintln!("demo: {printed} forecasts printed; job {summary}");
     anyhow::ensure!(printed > 0, "the demo printed no forecast");
@@ -165,7 +165,7 @@ fn print_predictions(
     brokers: &str,
     args: &DemoArgs,
     stop: &AtomicBool,
-    ingest: &std::thread::JoinHandle<anyhow::Result<flowcast_ingest::Summary>>,
+    ingest: &mut IngestChild,
 ) -> anyhow::Result<u64> {
     let consumer: BaseConsumer = ClientSettings::new(brokers)
         .client_config()
@@ -193,8 +193,11 @@ fn print_predictions(
             break;
         }
         // Once the replay is done, stop when forecasts have stopped coming.
-        if ingest.is_finished() && last.elapsed() > Duration::from_secs(8) {
-            break;
+        if let Some(status) = ingest.finished()? {
+            anyhow::ensure!(status.success(), "flowcast-ingest failed: {status}");
+            if last.elapsed() > Duration::from_secs(8) {
+                break;
+            }
         }
         if started.elapsed() > Duration::from_secs(600) {
             anyhow::bail!("the demo ran for 10 minutes without finishing");
@@ -224,6 +227,93 @@ fn print_predictions(
         );
     }
     Ok(printed.load(Ordering::Relaxed))
+}
+
+/// The `flowcast-ingest` child; killed if the demo ends early (an error, a panic).
+#[derive(Debug)]
+struct IngestChild(Child);
+
+impl IngestChild {
+    /// Its exit status once it has ended on its own (the replay is done).
+    fn finished(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        Ok(self.0.try_wait()?)
+    }
+
+    /// Asks it to stop (SIGTERM: it flushes what it has spooled), waits up to 20 s, then kills.
+    fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        if let Some(status) = self.0.try_wait()? {
+            return Ok(status);
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.0.kill()?;
+        Ok(self.0.wait()?)
+    }
+}
+
+impl Drop for IngestChild {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Where `flowcast-ingest` is: `explicit`, else beside this executable, else on `PATH`.
+fn ingest_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = explicit {
+        anyhow::ensure!(p.is_file(), "--ingest-bin {} is not a file", p.display());
+        return Ok(p.to_owned());
+    }
+    let beside = std::env::current_exe()?.with_file_name("flowcast-ingest");
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("flowcast-ingest"))
+        .find(|p| p.is_file());
+    on_path.ok_or_else(|| {
+        anyhow::anyhow!(
+            "flowcast-ingest not found beside {} nor on PATH: build it (cargo build -p \
+             flowcast-ingest) or pass --ingest-bin",
+            beside.display()
+        )
+    })
+}
+
+/// The ingest's configuration, as `FLOWCAST_INGEST_<SECTION>_<KEY>` overrides of its defaults.
+fn ingest_env(args: &DemoArgs, brokers: &str, spool: &Path) -> Vec<(String, String)> {
+    [
+        ("SENSOR_BACKEND", "replay".to_owned()),
+        (
+            "SENSOR_KIND",
+            SensorKind::Dht22.to_string().to_ascii_lowercase(),
+        ),
+        ("REPLAY_SPEED", format!("{:?}", args.speed)),
+        ("REPLAY_TIMESTAMPS", "original".to_owned()),
+        (
+            "REPLAY_MAX_ROWS",
+            ((args.days * 144.0).ceil() as u64).to_string(),
+        ),
+        ("KAFKA_BROKERS", brokers.to_owned()),
+        ("KAFKA_TOPIC", READINGS.to_owned()),
+        ("SPOOL_DIR", spool.display().to_string()),
+        ("METRICS_ENABLED", "false".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("FLOWCAST_INGEST_{k}"), v))
+    .collect()
 }
 
 /// `YYYY-MM-DD HH:MM` of Unix seconds (UTC), without a date crate.

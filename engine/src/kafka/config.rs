@@ -3,12 +3,12 @@
 //! Bootstrap servers come from the caller; security settings (SASL/SSL) come from the
 //! environment, never from argv, so credentials stay out of `ps` and of the logs:
 //! every `FLOWCAST_RDKAFKA_<PROPERTY>` variable becomes the librdkafka property
-//! `<property>` with `_` turned into `.` (`FLOWCAST_RDKAFKA_SASL_PASSWORD` → `sasl.password`).
+//! `<property>` with `_` turned into `.` (`FLOWCAST_RDKAFKA_SASL_PASSWORD` → `sasl.password`),
+//! parsed by [`flowcast_common::kafka`] as in `flowcast-ingest`.
 
+pub use flowcast_common::kafka::RDKAFKA_ENV_PREFIX as ENV_PREFIX;
+pub use flowcast_common::kafka::{IDEMPOTENT_PRODUCER, idempotent_producer};
 use rdkafka::ClientConfig;
-
-/// Prefix of environment variables passed through to librdkafka.
-pub const ENV_PREFIX: &str = "FLOWCAST_RDKAFKA_";
 
 /// Connection settings for one cluster.
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ impl ClientSettings {
     pub fn new(bootstrap_servers: impl Into<String>) -> Self {
         ClientSettings {
             bootstrap_servers: bootstrap_servers.into(),
-            extra: env_properties(),
+            extra: flowcast_common::kafka::rdkafka_env(),
         }
     }
 
@@ -37,15 +37,4 @@ impl ClientSettings {
         }
         cfg
     }
-}
-
-fn env_properties() -> Vec<(String, String)> {
-    let mut props: Vec<(String, String)> = std::env::vars()
-        .filter_map(|(k, v)| {
-            let rest = k.strip_prefix(ENV_PREFIX)?;
-            (!rest.is_empty()).then(|| (rest.to_ascii_lowercase().replace('_', "."), v))
-        })
-        .collect();
-    props.sort();
-    props
 }

@@ -8,19 +8,6 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
 
-const UNITS: [(&str, u64); 10] = [
-    ("gib", 1 << 30),
-    ("mib", 1 << 20),
-    ("kib", 1 << 10),
-    ("gb", 1_000_000_000),
-    ("mb", 1_000_000),
-    ("kb", 1_000),
-    ("g", 1 << 30),
-    ("m", 1 << 20),
-    ("k", 1 << 10),
-    ("b", 1),
-];
-
 impl ByteSize {
     /// `n` MiB.
     pub const fn mib(n: u64) -> ByteSize {
@@ -28,19 +15,33 @@ impl ByteSize {
     }
 
     /// Parses `"64 MiB"` and friends; a bare number is bytes.
+    ///
+    /// The parsing is `parse-size`'s; two rules of Flowcast's config are kept on top of it:
+    /// a size is a whole number (no `1.5 MiB`, no exponent), and a unit of one letter
+    /// (`"3 M"`) is binary, as `ulimit`, `dd` and the JVM read it, while `kB`/`MB`/`GB` are
+    /// decimal.
     pub fn parse(s: &str) -> Result<ByteSize, String> {
-        let t = s.trim().to_ascii_lowercase();
-        let (num, mult) = UNITS
-            .iter()
-            .find_map(|(u, m)| t.strip_suffix(u).map(|n| (n, *m)))
-            .unwrap_or((t.as_str(), 1));
-        let n: u64 = num
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not a size such as 65536, \"64 KiB\" or \"64MiB\""))?;
-        n.checked_mul(mult)
+        let bad = || format!("{s:?} is not a size such as 65536, \"64 KiB\" or \"64MiB\"");
+        let t = s.trim();
+        let digits = t
+            .find(|c: char| !c.is_ascii_digit() && c != ' ')
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(digits);
+        if num.trim().is_empty() || num.trim().contains(' ') {
+            return Err(bad());
+        }
+        let unit = unit.trim().to_ascii_lowercase();
+        let unit = match unit.as_str() {
+            "k" | "m" | "g" => format!("{unit}i"),
+            "" | "b" | "kib" | "mib" | "gib" | "kb" | "mb" | "gb" => unit,
+            _ => return Err(bad()),
+        };
+        parse_size::parse_size(format!("{num}{unit}"))
             .map(ByteSize)
-            .ok_or_else(|| format!("{s:?} is too large"))
+            .map_err(|e| match e {
+                parse_size::Error::PosOverflow => format!("{s:?} is too large"),
+                _ => bad(),
+            })
     }
 }
 

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "FLOWCAST_INGEST_";
-/// Prefix of the environment variables passed through to librdkafka.
-pub const RDKAFKA_ENV_PREFIX: &str = "FLOWCAST_RDKAFKA_";
+pub use flowcast_common::kafka::RDKAFKA_ENV_PREFIX;
+use flowcast_common::kafka::rdkafka_property;
 /// librdkafka properties that the no-loss guarantees depend on: set by ingest, not by users.
 pub const RESERVED_PROPERTIES: [&str; 8] = [
     "bootstrap.servers",
@@ -357,9 +357,9 @@ impl Config {
             toml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         let mut rdkafka = BTreeMap::new();
         for (k, v) in env {
-            if let Some(prop) = k.strip_prefix(RDKAFKA_ENV_PREFIX) {
-                if !prop.is_empty() {
-                    rdkafka.insert(prop.to_ascii_lowercase().replace('_', "."), v);
+            if k.starts_with(RDKAFKA_ENV_PREFIX) {
+                if let Some(prop) = rdkafka_property(&k) {
+                    rdkafka.insert(prop, v);
                 }
             } else if let Some(rest) = k.strip_prefix(ENV_PREFIX)
                 && rest != "CONFIG"

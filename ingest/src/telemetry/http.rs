@@ -1,33 +1,33 @@
-//! A deliberately small HTTP/1.1 server for `GET /metrics` on a std `TcpListener`: one
-//! thread, one request per connection, short timeouts so a stuck client cannot block it.
+//! `GET /metrics` on `tiny_http` (small, synchronous: the Pi binary has no async runtime),
+//! from one background thread that notices shutdown within 100 ms.
 
 use super::Metrics;
 use crate::shutdown::Shutdown;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use flowcast_common::telemetry::CONTENT_TYPE;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tiny_http::{Header, Method, Response, Server};
 
 /// Binds `addr` and serves `/metrics` from a background thread until `shutdown`.
 /// Returns the bound address (useful with port 0).
 pub fn serve(addr: &str, metrics: Arc<Metrics>, shutdown: Shutdown) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
-    let local = listener.local_addr()?;
-    // Non-blocking accept so the thread notices shutdown.
-    listener.set_nonblocking(true)?;
+    let server = Server::http(addr).map_err(std::io::Error::other)?;
+    let local = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| std::io::Error::other("not an IP listener"))?;
     std::thread::Builder::new()
         .name("metrics-http".into())
         .spawn(move || {
             while !shutdown.is_triggered() {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Err(e) = answer(stream, &metrics) {
+                match server.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Some(request)) => {
+                        if let Err(e) = answer(request, &metrics) {
                             tracing::debug!("metrics request failed: {e}");
                         }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        shutdown.wait(Duration::from_millis(100));
-                    }
+                    Ok(None) => {}
                     Err(e) => {
                         tracing::warn!("metrics listener: {e}");
                         shutdown.wait(Duration::from_millis(100));
@@ -38,56 +38,42 @@ pub fn serve(addr: &str, metrics: Arc<Metrics>, shutdown: Shutdown) -> std::io::
     Ok(local)
 }
 
-fn answer(stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(2)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Drain the headers (up to the blank line) so the client sees a clean close.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
-    }
-    let mut parts = request_line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render(),
-        ),
-        ("GET", "/") => (
-            "200 OK",
+fn header(value: &str) -> Option<Header> {
+    Header::from_bytes("Content-Type", value).ok()
+}
+
+fn answer(request: tiny_http::Request, metrics: &Metrics) -> std::io::Result<()> {
+    let path = request.url().split('?').next().unwrap_or("").to_owned();
+    let (status, ctype, body) = match (request.method(), path.as_str()) {
+        (Method::Get, "/metrics") => (200, CONTENT_TYPE, metrics.render()),
+        (Method::Get, "/") => (
+            200,
             "text/plain; charset=utf-8",
             "flowcast-ingest: see /metrics\n".to_owned(),
         ),
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n".to_owned(),
-        ),
+        (Method::Get, _) => (404, "text/plain", "not found\n".to_owned()),
+        _ => (405, "text/plain", "GET only\n".to_owned()),
     };
-    let mut stream = stream;
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
+    let mut response = Response::from_string(body).with_status_code(status);
+    if let Some(h) = header(ctype) {
+        response = response.with_header(h);
+    }
+    request.respond(response)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
 
     fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = TcpStream::connect(addr).expect("connects");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("writes");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("writes");
         let mut out = String::new();
         s.read_to_string(&mut out).expect("reads");
         out

@@ -6,6 +6,7 @@
 //!   flowcast-fill --brokers 127.0.0.1:9092 --topic DHT11-bench --readings 5000000 --devices 10000
 //!   flowcast-fill ... --rate 100000 --start-time 1700000000   # paced, for latency runs
 
+use flowcast_common::kafka::idempotent_producer;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use std::io::Write;
@@ -60,11 +61,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let producer: ThreadedProducer<DefaultProducerContext> = match ClientConfig::new()
+    let mut cfg = ClientConfig::new();
+    // Flowcast's producer profile, with bigger batches: the fill is a bulk load.
+    let producer: ThreadedProducer<DefaultProducerContext> = match idempotent_producer(&mut cfg)
         .set("bootstrap.servers", &args.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("partitioner", "murmur2_random")
         .set("linger.ms", "50")
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "1000000")

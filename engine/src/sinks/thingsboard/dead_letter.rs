@@ -63,13 +63,8 @@ impl std::fmt::Debug for KafkaDeadLetters {
 impl KafkaDeadLetters {
     /// An idempotent producer to `topic` that retries for as long as it takes.
     pub fn new(settings: &ClientSettings, topic: &str, client_id: &str) -> Result<Self, String> {
-        let producer: FutureProducer = settings
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "0")
-            .set("linger.ms", "5")
-            .set("partitioner", "murmur2_random")
+        let mut cfg = settings.client_config();
+        let producer: FutureProducer = crate::kafka::config::idempotent_producer(&mut cfg)
             .set("client.id", client_id)
             .create()
             .map_err(|e| format!("cannot create a producer for {topic}: {e}"))?;
