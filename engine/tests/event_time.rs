@@ -42,6 +42,10 @@ struct RunningJob {
 
 impl RunningJob {
     fn start(brokers: &str, topic: &str, idle_timeout: &'static str) -> Self {
+        Self::start_on(brokers, topic, idle_timeout, 2)
+    }
+
+    fn start_on(brokers: &str, topic: &str, idle_timeout: &'static str, workers: usize) -> Self {
         let mut job = TestJob::new("job", brokers, topic);
         job.idle_timeout = idle_timeout;
         job.lateness = "1m";
@@ -50,7 +54,8 @@ impl RunningJob {
         let spec = JobSpec::parse(&text, Path::new("test.toml")).expect("spec");
         let shutdown = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&shutdown);
-        let handle = std::thread::spawn(move || runtime::run(&spec, &Execution::threads(2), flag));
+        let handle =
+            std::thread::spawn(move || runtime::run(&spec, &Execution::threads(workers), flag));
         RunningJob {
             name,
             shutdown,
@@ -263,4 +268,43 @@ fn idle_partition_holds_windows_only_until_the_idle_timeout() {
     .is_some();
     job.stop();
     assert!(seen, "the rejoined partition's windows fire");
+}
+
+/// Regression: a worker that reads no partition (4 workers, 3 partitions) held its source
+/// capability forever in a stream, so no epoch completed (nothing fired) and a cancel never
+/// finished.
+#[test]
+fn a_worker_without_partitions_does_not_hold_the_stream_back() {
+    let brokers = flowcast_tests::brokers();
+    let topic = flowcast_tests::unique_topic("DHT11-spare-worker");
+    kafka::create_topic(&brokers, &topic, 3);
+    let t0 = 1_700_000_000.0;
+    let records: Vec<_> = (0..60)
+        .flat_map(|i| (0..3).map(move |p| (p, t0 + f64::from(i) * 10.0)))
+        .map(|(p, t)| reading(&device_on(p), t, 21.0))
+        .collect();
+    kafka::produce(&brokers, &topic, &records);
+    let job = RunningJob::start_on(&brokers, &topic, "10m", 4);
+    let preds = wait_for(
+        &brokers,
+        &format!("{}-pred", job.name),
+        1,
+        Duration::from_secs(60),
+    );
+    assert!(
+        !preds.is_empty(),
+        "windows fire with a worker that reads no partition"
+    );
+    let handle = {
+        let mut job = job;
+        job.shutdown.store(true, Ordering::SeqCst);
+        job.handle.take().expect("handle")
+    };
+    flowcast_tests::wait::until("the cancelled job to end", Duration::from_secs(30), || {
+        handle.is_finished()
+    });
+    handle
+        .join()
+        .expect("job thread")
+        .expect("job ends cleanly");
 }

@@ -215,6 +215,12 @@ pub fn kafka_source<'s>(
             let mut consumer_thread = consumer_thread;
             let cfg = cfg.clone();
             move |output| {
+                // A worker that reads no partition emits nothing, ever: it lets go of its
+                // capability at once. Held, it would pin every epoch of the job (nothing
+                // wakes this operator to advance it) and outlive a cancel.
+                if rx.is_none() {
+                    cap = None;
+                }
                 let Some(c) = cap.as_mut() else { return };
                 let now_ms = started.elapsed().as_millis() as u64;
                 let mut session = output.session(c);
