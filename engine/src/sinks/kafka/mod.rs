@@ -292,16 +292,12 @@ impl<D: KafkaRecord> KafkaSinkOperator<D> {
             "Sends that waited for room",
             &labels,
         );
-        let producer: Result<ThreadedProducer<SinkContext>, KafkaError> = settings
-            .client_config()
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "0")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("partitioner", "murmur2_random")
-            .set("client.id", format!("flowcast-{job}-sink"))
-            .create_with_context(ctx);
+        let mut cfg = settings.client_config();
+        let producer: Result<ThreadedProducer<SinkContext>, KafkaError> =
+            crate::kafka::config::idempotent_producer(&mut cfg)
+                .set("compression.type", "lz4")
+                .set("client.id", format!("flowcast-{job}-sink"))
+                .create_with_context(ctx);
         let producer = match producer {
             Ok(p) => Some(p),
             Err(e) => {
