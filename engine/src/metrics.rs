@@ -26,64 +26,14 @@ use std::time::Duration;
 /// Old name → (new name, base units per old unit). Applied by every function of this module.
 pub const RENAMES: &[(&str, &str, f64)] = &[
     (
-        "flowcast_dead_letter_records_total",
-        "flowcast_source_dead_letter_records_total",
-        1.0,
-    ),
-    (
-        "flowcast_late_records_total",
-        "flowcast_window_late_records_total",
-        1.0,
-    ),
-    (
-        "flowcast_window_fired_total",
-        "flowcast_window_fired_windows_total",
-        1.0,
-    ),
-    (
         "flowcast_watermark_ms",
         "flowcast_window_watermark_seconds",
         1e-3,
     ),
     (
-        "flowcast_keyed_state_devices",
-        "flowcast_sequence_keyed_devices",
-        1.0,
-    ),
-    (
-        "flowcast_predictions_total",
-        "flowcast_forecast_predictions_total",
-        1.0,
-    ),
-    (
-        "flowcast_forecast_errors_total",
-        "flowcast_forecast_failed_batches_total",
-        1.0,
-    ),
-    (
         "flowcast_inference_micros_total",
         "flowcast_forecast_inference_seconds_total",
         1e-6,
-    ),
-    (
-        "flowcast_inference_batches_total",
-        "flowcast_forecast_inference_batches_total",
-        1.0,
-    ),
-    (
-        "flowcast_sink_delivered_total",
-        "flowcast_kafka_sink_delivered_records_total",
-        1.0,
-    ),
-    (
-        "flowcast_sink_failed_total",
-        "flowcast_kafka_sink_failed_records_total",
-        1.0,
-    ),
-    (
-        "flowcast_sink_backpressure_total",
-        "flowcast_kafka_sink_backpressure_waits_total",
-        1.0,
     ),
     (
         "flowcast_window_to_sink_seconds",

@@ -262,12 +262,12 @@ pub fn run_with(spec: &JobSpec, exec: &Execution, opts: RunOptions) -> anyhow::R
     Ok(RunSummary {
         elapsed: started.elapsed(),
         records: metrics::total("flowcast_source_records_total", job),
-        dead_letters: metrics::total("flowcast_dead_letter_records_total", job),
-        late: metrics::total("flowcast_late_records_total", job),
-        predictions: metrics::total("flowcast_predictions_total", job),
+        dead_letters: metrics::total("flowcast_source_dead_letter_records_total", job),
+        late: metrics::total("flowcast_window_late_records_total", job),
+        predictions: metrics::total("flowcast_forecast_predictions_total", job),
         latency_p50_us: metrics::quantile_us(hist, job, 0.5),
         latency_p99_us: metrics::quantile_us(hist, job, 0.99),
         inference_us: metrics::total("flowcast_inference_micros_total", job),
-        inference_batches: metrics::total("flowcast_inference_batches_total", job),
+        inference_batches: metrics::total("flowcast_forecast_inference_batches_total", job),
     })
 }

@@ -194,8 +194,8 @@ fn late_and_malformed_records_are_all_accounted_for() {
     // Every record read is in a window, late, or dead.
     let read = metrics::total("flowcast_source_records_total", &name);
     let windowed = metrics::total("flowcast_window_records_total", &name);
-    let late_n = metrics::total("flowcast_late_records_total", &name);
-    let dead_n = metrics::total("flowcast_dead_letter_records_total", &name);
+    let late_n = metrics::total("flowcast_window_late_records_total", &name);
+    let dead_n = metrics::total("flowcast_source_dead_letter_records_total", &name);
     assert_eq!(read, (phase1.len() + phase2.len()) as u64);
     assert_eq!((late_n, dead_n), (3, 6));
     assert_eq!(

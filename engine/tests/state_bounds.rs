@@ -131,7 +131,7 @@ fn silent_devices_are_evicted_after_the_state_ttl() {
     wait::until(
         "keyed state back to the clocks",
         Duration::from_secs(60),
-        || metrics::total("flowcast_keyed_state_devices", &name) == 3,
+        || metrics::total("flowcast_sequence_keyed_devices", &name) == 3,
     );
     let summary = run.stop();
     assert_eq!(summary.records, n as u64);
@@ -166,7 +166,7 @@ fn past_the_device_cap_readings_are_dead_lettered_and_counted() {
         || refused() >= refused_churn,
     );
     assert!(
-        metrics::total("flowcast_keyed_state_devices", &name) <= cap as u64,
+        metrics::total("flowcast_sequence_keyed_devices", &name) <= cap as u64,
         "no more devices than the cap hold state"
     );
     wait::until(
@@ -176,7 +176,7 @@ fn past_the_device_cap_readings_are_dead_lettered_and_counted() {
     );
     run.stop();
     let dead = refused();
-    let counted = metrics::total("flowcast_dead_letter_records_total", &name);
+    let counted = metrics::total("flowcast_source_dead_letter_records_total", &name);
     assert_eq!(
         dead as u64, counted,
         "every refusal counted once and dead-lettered once"

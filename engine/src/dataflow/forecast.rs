@@ -70,9 +70,13 @@ impl<P: Predictor> ForecastOperator<P> {
             predictor,
             max_batch: max_batch.max(1),
             window_ms,
-            made: metrics::counter("flowcast_predictions_total", "Forecasts made", &labels),
+            made: metrics::counter(
+                "flowcast_forecast_predictions_total",
+                "Forecasts made",
+                &labels,
+            ),
             errors: metrics::counter(
-                "flowcast_forecast_errors_total",
+                "flowcast_forecast_failed_batches_total",
                 "Batches the model failed on",
                 &labels,
             ),
@@ -82,7 +86,7 @@ impl<P: Predictor> ForecastOperator<P> {
                 &labels,
             ),
             batches: metrics::counter(
-                "flowcast_inference_batches_total",
+                "flowcast_forecast_inference_batches_total",
                 "Forward passes",
                 &labels,
             ),

@@ -49,7 +49,7 @@ impl SequenceOperator {
             check_every_ms: check_every_ms.max(1),
             next_expiry: MIN_WATERMARK,
             devices: metrics::gauge(
-                "flowcast_keyed_state_devices",
+                "flowcast_sequence_keyed_devices",
                 "Devices in keyed state",
                 &labels,
             ),

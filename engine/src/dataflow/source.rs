@@ -204,7 +204,7 @@ pub fn kafka_source<'s>(
                     .iter()
                     .map(|r| {
                         let c = metrics::counter(
-                            "flowcast_dead_letter_records_total",
+                            "flowcast_source_dead_letter_records_total",
                             "Records refused by validation, by reason",
                             &[("job", &cfg.job), ("reason", r.as_str())],
                         );

@@ -88,12 +88,12 @@ impl WindowOperator {
             next_expiry: MIN_WATERMARK,
             fired: Vec::new(),
             fired_count: metrics::counter(
-                "flowcast_window_fired_total",
+                "flowcast_window_fired_windows_total",
                 "Windows fired (incl. revisions)",
                 &labels,
             ),
             late_count: metrics::counter(
-                "flowcast_late_records_total",
+                "flowcast_window_late_records_total",
                 "Records past the allowed lateness",
                 &labels,
             ),
@@ -108,7 +108,7 @@ impl WindowOperator {
                 &labels,
             ),
             refused: metrics::counter(
-                "flowcast_dead_letter_records_total",
+                "flowcast_source_dead_letter_records_total",
                 "Records refused by validation, by reason",
                 &[("job", cfg.job.as_str()), ("reason", DEVICE_LIMIT)],
             ),

@@ -270,12 +270,12 @@ impl<D: KafkaRecord> KafkaSinkOperator<D> {
         let labels = [("job", job), ("topic", topic), ("worker", index.as_str())];
         let ctx = SinkContext {
             delivered: metrics::counter(
-                "flowcast_sink_delivered_total",
+                "flowcast_kafka_sink_delivered_records_total",
                 "Records acknowledged by Kafka",
                 &labels,
             ),
             failed: metrics::counter(
-                "flowcast_sink_failed_total",
+                "flowcast_kafka_sink_failed_records_total",
                 "Records Kafka refused for good",
                 &labels,
             ),
@@ -288,7 +288,7 @@ impl<D: KafkaRecord> KafkaSinkOperator<D> {
             &labels,
         );
         let queue_full = metrics::counter(
-            "flowcast_sink_backpressure_total",
+            "flowcast_kafka_sink_backpressure_waits_total",
             "Sends that waited for room",
             &labels,
         );
