@@ -59,8 +59,9 @@ fn readings(devices: &[String]) -> Vec<(Option<String>, Vec<u8>)> {
     out
 }
 
-/// Runs the job bounded with the given MQTT sink table; returns the Kafka output.
-fn run_job(sink: &str) -> Vec<Prediction> {
+/// Runs the job bounded with the given MQTT sink table; returns its name and the Kafka
+/// output.
+fn run_job(sink: &str) -> (String, Vec<Prediction>) {
     let brokers = flowcast_tests::brokers();
     let topic = flowcast_tests::unique_topic("DHT11");
     kafka::create_topic(&brokers, &topic, 3);
@@ -81,10 +82,11 @@ fn run_job(sink: &str) -> Vec<Prediction> {
         Arc::new(AtomicBool::new(false)),
     )
     .expect("bounded run");
-    kafka::read_all(&brokers, &format!("{name}-pred"))
+    let preds = kafka::read_all(&brokers, &format!("{name}-pred"))
         .iter()
         .map(|r| serde_json::from_slice(&r.value).expect("prediction"))
-        .collect()
+        .collect();
+    (name, preds)
 }
 
 /// `(device, ts)` → values, as ThingsBoard would store them.
@@ -129,7 +131,7 @@ fn device_mode_delivers_every_prediction_through_mosquitto() {
     let pairs: Vec<(&str, &str)> = toks.iter().map(|(d, t)| (d.as_str(), t.as_str())).collect();
     let file = write_tokens_file(&pairs);
     let sub = Subscriber::start("v1/devices/me/telemetry");
-    let preds = run_job(&format!(
+    let (name, preds) = run_job(&format!(
         "mode = \"device\"\ntokens-file = \"{}\"\nmax-in-flight = 4\nmax-batch = 3",
         file.display()
     ));
@@ -154,12 +156,15 @@ fn device_mode_delivers_every_prediction_through_mosquitto() {
     .expect("every prediction reached the subscriber");
     let got: Vec<_> = got.keys().filter(|k| want_set.contains_key(k)).collect();
     assert_eq!(got.len(), want_set.len(), "every prediction, values intact");
+    // This job's connections only: other tests' jobs share the process's registry.
+    let this_job = format!("flowcast_job=\"{name}\"");
     let job_connects = metrics::render()
         .lines()
         .filter(|l| l.starts_with("flowcast_mqtt_connects_total") && l.contains("mode=\"device\""))
+        .filter(|l| l.contains(&this_job))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum::<u64>();
-    assert!(job_connects >= 3, "one connection per device");
+    assert_eq!(job_connects, 3, "one connection per device");
     let tokens: Vec<String> = toks.into_iter().map(|(_, t)| t).collect();
     assert_no_token_leaks(&tokens);
     let _ = std::fs::remove_file(file);
@@ -171,7 +176,7 @@ fn gateway_mode_delivers_every_device_on_one_connection() {
     let gw_token = flowcast_tests::unique_topic("gwtok").replace('-', "Z");
     let file = write_tokens_file(&[("flowcast-gateway", &gw_token)]);
     let sub = Subscriber::start("v1/gateway/telemetry");
-    let preds = run_job(&format!(
+    let (_, preds) = run_job(&format!(
         "mode = \"gateway\"\ngateway = \"flowcast-gateway\"\ntokens-file = \"{}\"",
         file.display()
     ));

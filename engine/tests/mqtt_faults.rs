@@ -95,7 +95,9 @@ fn a_broken_connection_reconnects_and_loses_nothing() {
     })
     .expect("the first 20 arrive");
 
-    // The connection breaks; 20 more predictions come, more than the sink may buffer.
+    // The connection breaks; 20 more predictions come, more than the sink may buffer. The
+    // sink must block during the cut, not merely have blocked at some point before it.
+    let waits_before = metrics::total("flowcast_mqtt_backpressure_waits_total", &job);
     proxy.cut();
     let feed = prediction.clone();
     let feeder = std::thread::spawn(move || {
@@ -112,7 +114,8 @@ fn a_broken_connection_reconnects_and_loses_nothing() {
     })
     .expect("reconnects fail while the link is down");
     poll_for(Duration::from_secs(20), || {
-        (metrics::total("flowcast_mqtt_backpressure_waits_total", &job) >= 1).then_some(())
+        (metrics::total("flowcast_mqtt_backpressure_waits_total", &job) > waits_before)
+            .then_some(())
     })
     .expect("the feeder blocks at the bound");
     assert!(metrics::total("flowcast_mqtt_queued_records", &job) <= 8);
