@@ -14,9 +14,9 @@
 //! ```
 
 use crate::kafka::ClientSettings;
-use crate::sinks::thingsboard::dead_letter::{DeadLetters, KafkaDeadLetters, Refusal, Refused};
 use crate::sinks::thingsboard::delivery::{Delivery, Item};
 use crate::sinks::thingsboard::{ThingsBoardSinkConfig, start_delivery};
+use crate::sinks::util::dead_letter::{DeadLetters, KafkaDeadLetters, Refusal, Refused};
 use clap::Args;
 use flowcast_operators::Prediction;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};

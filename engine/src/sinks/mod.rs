@@ -6,11 +6,13 @@
 //! - [`stdout`]: JSON lines on standard output
 //! - [`thingsboard`]: ThingsBoard's device HTTP API
 //! - [`mqtt`]: ThingsBoard's MQTT device or gateway API
+//! - [`util`]: what sinks share (breaker and backoff, tokens, dead letters, telemetry payloads)
 
 pub mod kafka;
 pub mod mqtt;
 pub mod stdout;
 pub mod thingsboard;
+pub mod util;
 
 use crate::dataflow::Epoch;
 use crate::kafka::ClientSettings;

@@ -13,10 +13,10 @@
 //! `handed` until that event names their id, then in `written` until their PUBACK.
 
 use super::MqttShared;
-use crate::sinks::thingsboard::breaker::Jitter;
-use crate::sinks::thingsboard::dead_letter::{DeadLetters, Refusal, Refused};
-use crate::sinks::thingsboard::payload;
-use crate::sinks::thingsboard::tokens::Token;
+use crate::sinks::util::breaker::Jitter;
+use crate::sinks::util::dead_letter::{DeadLetters, Refusal, Refused};
+use crate::sinks::util::payload;
+use crate::sinks::util::tokens::Token;
 use flowcast_operators::Prediction;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Outgoing, Packet, QoS,
@@ -144,7 +144,7 @@ pub async fn run(id: Identity, mut rx: UnboundedReceiver<Msg>, sh: Arc<MqttShare
                     } else {
                         tracing::debug!(job = %sh.job, connection = %id.name, "MQTT reconnect failed: {e}");
                     }
-                    let backoff = crate::sinks::thingsboard::breaker::Backoff {
+                    let backoff = crate::sinks::util::breaker::Backoff {
                         initial: cfg.initial_backoff,
                         max: cfg.max_backoff,
                     };

@@ -29,8 +29,8 @@ pub mod connection;
 
 pub use config::{MqttMode, MqttSinkConfig};
 
-use super::thingsboard::dead_letter::{DeadLetters, KafkaDeadLetters, Refusal, Refused};
-use super::thingsboard::tokens::TokenStore;
+use super::util::dead_letter::{DeadLetters, KafkaDeadLetters, Refusal, Refused};
+use super::util::tokens::TokenStore;
 use crate::dataflow::Epoch;
 use crate::kafka::ClientSettings;
 use crate::lifecycle::{EpochContext, JobContext, Operator, StateError, StateWriter, lifecycle};

@@ -114,6 +114,12 @@ impl TbError {
     }
 }
 
+impl From<crate::sinks::util::tokens::TokenError> for TbError {
+    fn from(e: crate::sinks::util::tokens::TokenError) -> Self {
+        TbError::Config(e.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

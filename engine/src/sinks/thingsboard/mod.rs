@@ -2,12 +2,11 @@
 //! the device API, `POST {url}/api/v1/{token}/telemetry`.
 //!
 //! - [`config`]: the `type = "thingsboard"` table
-//! - [`tokens`]: device → access token, from a secrets file or the environment
-//! - [`payload`]: telemetry JSON (client-side `ts` = the forecast window's end)
 //! - [`http`]: the HTTP client, with redacted errors
 //! - [`delivery`]: bounded queues, in-flight limit, retries, backoff, dead letters
-//! - [`breaker`]: the circuit breaker and the backoff
-//! - [`dead_letter`]: refused predictions to the dead-letter topic (shared with MQTT)
+//!
+//! Tokens, telemetry payloads, the breaker and dead letters are shared with the MQTT sink
+//! and live in [`super::util`].
 //!
 //! Each timely worker runs its own delivery engine: predictions are keyed by device
 //! upstream, so a device's predictions all pass one worker and keep their order. The
@@ -28,16 +27,14 @@
 //! tokens-file = "/etc/flowcast/tb-tokens"
 //! ```
 
-pub mod breaker;
 pub mod config;
-pub mod dead_letter;
 pub mod delivery;
 pub mod error;
 pub mod http;
-pub mod payload;
 #[cfg(test)]
 mod tests;
-pub mod tokens;
+
+pub use super::util::{breaker, dead_letter, payload, tokens};
 
 pub use config::ThingsBoardSinkConfig;
 pub use error::{Fault, TbError};

@@ -14,7 +14,11 @@
 //! 3. `FLOWCAST_TB_TOKEN`: the token of every device without one of its own (a single
 //!    ThingsBoard device for all readings, as the reference pipeline has it).
 
-use super::error::TbError;
+/// A tokens file or variable that cannot be used: the user's to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TokenError(pub String);
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -90,17 +94,17 @@ pub struct TokenStore {
 impl TokenStore {
     /// Loads the tokens: the file (`file`, else `FLOWCAST_TB_TOKENS_FILE`, else none), then
     /// the environment.
-    pub fn load(file: Option<&Path>) -> Result<TokenStore, TbError> {
+    pub fn load(file: Option<&Path>) -> Result<TokenStore, TokenError> {
         let env_file = std::env::var_os(TOKENS_FILE_ENV).map(PathBuf::from);
         let file = file.map(Path::to_owned).or(env_file);
         let mut store = match &file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    TbError::Config(format!("cannot read tokens file {}: {e}", path.display()))
+                    TokenError(format!("cannot read tokens file {}: {e}", path.display()))
                 })?;
                 warn_if_readable_by_others(path);
                 TokenStore::parse(&text)
-                    .map_err(|e| TbError::Config(format!("tokens file {}: {e}", path.display())))?
+                    .map_err(|e| TokenError(format!("tokens file {}: {e}", path.display())))?
             }
             None => TokenStore::default(),
         };
@@ -138,7 +142,7 @@ impl TokenStore {
     pub fn merge_env(
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<(), TbError> {
+    ) -> Result<(), TokenError> {
         for (k, v) in vars {
             let slot = if k == DEFAULT_TOKEN_ENV {
                 &mut self.default
@@ -147,7 +151,7 @@ impl TokenStore {
             } else {
                 continue;
             };
-            *slot = Some(Token::new(&v).map_err(|why| TbError::Config(format!("{k} {why}")))?);
+            *slot = Some(Token::new(&v).map_err(|why| TokenError(format!("{k} {why}")))?);
         }
         Ok(())
     }
