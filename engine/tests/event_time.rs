@@ -232,19 +232,21 @@ fn idle_partition_holds_windows_only_until_the_idle_timeout() {
         (metrics::total("flowcast_source_records_total", &job.name) >= 120).then_some(())
     });
     assert!(read.is_some(), "the job read its input within 5 s");
-    std::thread::sleep(
-        (started + idle - Duration::from_secs(2)).saturating_duration_since(Instant::now()),
-    );
-    let early = kafka::read_all(&brokers, &pred_topic);
+    // Watch the prediction topic until 2 s before the timeout: any prediction in that
+    // time fails the test at once.
+    let watch = (started + idle - Duration::from_secs(2)).saturating_duration_since(Instant::now());
+    let early = poll_for(watch, || {
+        Some(kafka::read_all(&brokers, &pred_topic)).filter(|p| !p.is_empty())
+    });
     assert!(
         started.elapsed() < idle,
         "the check ran before the idle timeout could pass ({:?})",
         started.elapsed()
     );
     assert!(
-        early.is_empty(),
+        early.is_none(),
         "{} predictions before the empty partition was idle",
-        early.len()
+        early.map_or(0, |p| p.len())
     );
     let preds = wait_for(&brokers, &pred_topic, 16, idle + Duration::from_secs(30));
     assert_eq!(
