@@ -14,6 +14,7 @@
 //! gateway = "flowcast-gateway"    # whose token (tokens file / env) is the username
 //! ```
 
+use crate::sinks::util::defaults;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,19 +68,19 @@ pub struct MqttSinkConfig {
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: u16,
     /// Predictions per publish, at most (the array and gateway forms batch).
-    #[serde(default = "default_max_batch")]
+    #[serde(default = "defaults::max_batch")]
     pub max_batch: usize,
     /// Predictions queued per worker before the worker blocks (backpressure).
-    #[serde(default = "default_max_buffered")]
+    #[serde(default = "defaults::max_buffered")]
     pub max_buffered: usize,
     /// MQTT keep-alive.
     #[serde(default = "default_keep_alive", with = "humantime_serde")]
     pub keep_alive: Duration,
     /// First reconnect delay.
-    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    #[serde(default = "defaults::initial_backoff", with = "humantime_serde")]
     pub initial_backoff: Duration,
     /// Largest reconnect delay.
-    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    #[serde(default = "defaults::max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
     /// Topic for refused predictions; default: the job's dead-letter topic.
     #[serde(default)]
@@ -89,19 +90,7 @@ pub struct MqttSinkConfig {
 fn default_max_in_flight() -> u16 {
     32
 }
-fn default_max_batch() -> usize {
-    100
-}
-fn default_max_buffered() -> usize {
-    10_000
-}
 fn default_keep_alive() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(200)
-}
-fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
 }
 
@@ -114,11 +103,11 @@ impl MqttSinkConfig {
             gateway: None,
             tokens_file: None,
             max_in_flight: default_max_in_flight(),
-            max_batch: default_max_batch(),
-            max_buffered: default_max_buffered(),
+            max_batch: defaults::max_batch(),
+            max_buffered: defaults::max_buffered(),
             keep_alive: default_keep_alive(),
-            initial_backoff: default_initial_backoff(),
-            max_backoff: default_max_backoff(),
+            initial_backoff: defaults::initial_backoff(),
+            max_backoff: defaults::max_backoff(),
             dead_letter_topic: None,
         }
     }

@@ -118,12 +118,12 @@ pub async fn run(id: Identity, mut rx: UnboundedReceiver<Msg>, sh: Arc<MqttShare
                 }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                     if let Some(b) = handed.pop_front() {
-                        sh.metrics.publishes.inc();
                         written.insert(pkid, b);
                     }
                 }
                 Ok(Event::Incoming(Packet::PubAck(ack))) => {
                     if let Some(b) = written.remove(&ack.pkid) {
+                        sh.metrics.requests_ok.inc();
                         sh.metrics.delivered.add(b.len() as u64);
                         sh.done(b.len());
                     }
