@@ -94,7 +94,7 @@ fn a_broken_connection_reconnects_and_loses_nothing() {
     .expect("start");
     for i in 0..10 {
         for k in 0..2 {
-            d.submit(prediction(k, i));
+            d.submit(u64::from(i) * 2 + k as u64, prediction(k, i));
         }
     }
     poll_for(Duration::from_secs(20), || {
@@ -111,7 +111,7 @@ fn a_broken_connection_reconnects_and_loses_nothing() {
         let prediction = feed;
         for i in 10..20 {
             for k in 0..2 {
-                d.submit(prediction(k, i));
+                d.submit(u64::from(i) * 2 + k as u64, prediction(k, i));
             }
         }
         d
@@ -177,7 +177,7 @@ fn refused_credentials_send_the_predictions_to_the_dead_letter_topic() {
             "model": "m"}))
         .expect("prediction");
         sent.push(p.clone());
-        d.submit(p);
+        d.submit(sent.len() as u64, p);
     }
     d.finish();
     let records = kafka::read_all(&brokers, &dead);

@@ -113,6 +113,7 @@ pub fn build(
         dead_letter_topic: spec.dead_letter_topic.clone(),
         failure: Arc::clone(&plan.failure),
         shutdown: Arc::clone(&plan.shutdown),
+        key_groups: ctx.state.key_groups(),
     };
     let window_ms = spec.window.length.as_millis() as i64;
     let ttl_ms = spec.state.ttl.as_millis() as i64;

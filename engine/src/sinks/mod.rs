@@ -17,7 +17,7 @@ pub mod util;
 
 use crate::dataflow::Epoch;
 use crate::kafka::ClientSettings;
-use crate::lifecycle::{JobContext, Operator, lifecycle};
+use crate::lifecycle::{JobContext, KeyGroups, Operator, lifecycle};
 use flowcast_operators::Prediction;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicBool;
@@ -113,6 +113,8 @@ pub struct SinkContext {
     pub failure: Arc<Mutex<Option<String>>>,
     /// Set to stop the job (a sink that cannot work at all).
     pub shutdown: Arc<AtomicBool>,
+    /// The job's key groups (sinks snapshot undelivered output by them).
+    pub key_groups: KeyGroups,
 }
 
 impl SinkContext {

@@ -125,7 +125,7 @@ pub async fn run(id: Identity, mut rx: UnboundedReceiver<Msg>, sh: Arc<MqttShare
                     if let Some(b) = written.remove(&ack.pkid) {
                         sh.metrics.requests_ok.inc();
                         sh.metrics.delivered.add(b.len() as u64);
-                        sh.done(b.len());
+                        sh.done(b.iter().map(|m| m.seq));
                     }
                 }
                 Ok(_) => {}
@@ -223,7 +223,7 @@ async fn dead_letter(
     match written {
         Ok((Ok(()), batch)) => {
             sh.metrics.dead_letters.add(batch.len() as u64);
-            sh.done(batch.len());
+            sh.done(batch.iter().map(|m| m.seq));
         }
         Ok((Err(dl), batch)) => {
             tracing::error!(job = %sh.job, "cannot write dead letters ({dl}); will retry");

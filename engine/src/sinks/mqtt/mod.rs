@@ -54,11 +54,17 @@ pub struct MqttShared {
     metrics: SinkMetrics,
     dead: Arc<KafkaDeadLetters>,
     bound: Bound,
+    completed: std::sync::Mutex<Vec<u64>>,
 }
 
 impl MqttShared {
-    /// `n` predictions are acknowledged or dead-lettered.
-    fn done(&self, n: usize) {
+    /// The predictions numbered `seqs` are acknowledged or dead-lettered.
+    fn done(&self, seqs: impl IntoIterator<Item = u64>) {
+        let mut c = self.completed.lock().unwrap_or_else(|p| p.into_inner());
+        let before = c.len();
+        c.extend(seqs);
+        let n = c.len() - before;
+        drop(c);
         self.bound.done(n);
     }
 }
@@ -69,7 +75,6 @@ pub struct MqttDelivery {
     shared: Arc<MqttShared>,
     tx: Option<UnboundedSender<Msg>>,
     thread: Option<JoinHandle<()>>,
-    seq: u64,
 }
 
 impl MqttDelivery {
@@ -108,6 +113,7 @@ impl MqttDelivery {
             job: job.to_owned(),
             worker,
             bound: Bound::new(c.max_buffered, metrics.clone()),
+            completed: std::sync::Mutex::new(Vec::new()),
             metrics,
             dead,
         });
@@ -126,18 +132,17 @@ impl MqttDelivery {
             shared,
             tx: Some(tx),
             thread: Some(thread),
-            seq: 0,
         })
     }
 
-    /// Queues a prediction; blocks while `max-buffered` are unacknowledged.
-    pub fn submit(&mut self, prediction: Prediction) {
+    /// Queues prediction number `seq` (numbers grow with each submission); blocks while
+    /// `max-buffered` are unacknowledged.
+    pub fn submit(&mut self, seq: u64, prediction: Prediction) {
         let sh = &self.shared;
         sh.bound.acquire();
-        self.seq += 1;
         let raw = payload::prediction_json(&prediction);
         let msg = Msg {
-            seq: self.seq,
+            seq,
             prediction,
             raw,
         };
@@ -149,8 +154,19 @@ impl MqttDelivery {
                 message: "the MQTT runtime stopped; prediction not delivered",
             }
             .emit(&sh.metrics);
-            sh.done(1);
+            sh.done([seq]);
         }
+    }
+
+    /// The numbers of the predictions acknowledged or dead-lettered since the last call.
+    pub fn take_completed(&self) -> Vec<u64> {
+        std::mem::take(
+            &mut *self
+                .shared
+                .completed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
     }
 
     /// Predictions not yet acknowledged or dead-lettered.
@@ -225,8 +241,7 @@ async fn dispatch(
             && let Err(back) = tx.send(msg)
         {
             tracing::error!(job = %sh.job, connection = %key, "an MQTT connection task ended early");
-            drop(back);
-            sh.done(1);
+            sh.done([back.0.seq]);
         }
     }
     drop(conns);
@@ -237,6 +252,7 @@ async fn dispatch(
 
 /// A device without a token: straight to the dead-letter topic.
 async fn no_token(sh: &Arc<MqttShared>, msg: Msg) {
+    let seq = msg.seq;
     let sh2 = Arc::clone(sh);
     let r = tokio::task::spawn_blocking(move || {
         let detail = format!("no access token for device {}", msg.prediction.device);
@@ -265,12 +281,16 @@ async fn no_token(sh: &Arc<MqttShared>, msg: Msg) {
         Ok((Err(e), _)) => DeadLetterFailed { error: &e }.emit(&sh.metrics),
         Err(e) => DeadLetterFailed { error: &e }.emit(&sh.metrics),
     }
-    sh.done(1);
+    sh.done([seq]);
 }
 
 impl Deliver for MqttDelivery {
-    fn submit(&mut self, p: Prediction) {
-        MqttDelivery::submit(self, p);
+    fn submit(&mut self, seq: u64, p: Prediction) {
+        MqttDelivery::submit(self, seq, p);
+    }
+
+    fn take_completed(&mut self) -> Vec<u64> {
+        MqttDelivery::take_completed(self)
     }
 
     fn flush(&mut self) {
@@ -293,6 +313,6 @@ impl Sink for MqttSinkConfig {
     fn operator(&self, id: &str, ctx: &SinkContext, worker: usize) -> Self::Operator {
         let started =
             MqttDelivery::start(self, &ctx.kafka, &ctx.dead_letter_topic, &ctx.job, id, worker);
-        DeliveryOperator::new(id, ctx.started(id, started))
+        DeliveryOperator::new(id, ctx.started(id, started), ctx.key_groups)
     }
 }

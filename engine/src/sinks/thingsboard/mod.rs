@@ -11,8 +11,9 @@
 //! Each timely worker runs its own delivery engine: predictions are keyed by device
 //! upstream, so a device's predictions all pass one worker and keep their order. The
 //! operator is the shared [`super::util::operator::DeliveryOperator`]: it blocks the worker
-//! when the engine's queue is full (backpressure) and, on a snapshot and when its input
-//! ends, waits until every prediction is delivered or dead-lettered.
+//! when the engine's queue is full (backpressure), puts what is not delivered yet into
+//! snapshots, and when its input ends waits until every prediction is delivered or
+//! dead-lettered.
 //!
 //! # Examples
 //!
@@ -75,20 +76,22 @@ pub fn start_delivery<T: Send + 'static>(
     Delivery::start(c.delivery(), transport, tokens, dead, metrics, worker)
 }
 
-/// A delivery engine as a sink's: predictions in, tags unused.
-impl Deliver for Delivery<()> {
-    fn submit(&mut self, p: Prediction) {
+/// A delivery engine as a sink's: the tag is the prediction's submission number.
+impl Deliver for Delivery<u64> {
+    fn submit(&mut self, seq: u64, p: Prediction) {
         let raw = payload::prediction_json(&p);
         Delivery::submit(
             self,
             Item {
                 prediction: p,
                 raw,
-                tag: (),
+                tag: seq,
             },
         );
-        // Tags are unused here; keep the completion list from growing.
-        self.take_completed();
+    }
+
+    fn take_completed(&mut self) -> Vec<u64> {
+        Delivery::take_completed(self)
     }
 
     fn flush(&mut self) {
@@ -98,7 +101,7 @@ impl Deliver for Delivery<()> {
 
 impl Sink for ThingsBoardSinkConfig {
     const KIND: &'static str = "thingsboard";
-    type Operator = DeliveryOperator<Delivery<()>>;
+    type Operator = DeliveryOperator<Delivery<u64>>;
 
     fn validate(&self) -> Result<(), String> {
         ThingsBoardSinkConfig::validate(self)
@@ -106,7 +109,7 @@ impl Sink for ThingsBoardSinkConfig {
 
     fn operator(&self, id: &str, ctx: &SinkContext, worker: usize) -> Self::Operator {
         let started =
-            start_delivery::<()>(self, &ctx.kafka, &ctx.dead_letter_topic, &ctx.job, id, worker);
-        DeliveryOperator::new(id, ctx.started(id, started))
+            start_delivery::<u64>(self, &ctx.kafka, &ctx.dead_letter_topic, &ctx.job, id, worker);
+        DeliveryOperator::new(id, ctx.started(id, started), ctx.key_groups)
     }
 }
