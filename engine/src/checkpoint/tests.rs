@@ -1,0 +1,1 @@
+//! Tests of the checkpoint module across its parts.
