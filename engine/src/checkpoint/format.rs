@@ -251,8 +251,17 @@ pub fn decode_bytes(file: &[u8]) -> Result<(Header, Vec<u8>), FormatError> {
     let body = match header.compression {
         Compression::None => stored.to_vec(),
         Compression::Lz4 => {
+            // LZ4 expands at most 255:1; a larger claim is corruption, not an allocation.
+            let plausible = header.body_len.saturating_mul(255).saturating_add(16);
             let len = usize::try_from(header.uncompressed_len)
-                .map_err(|_| FormatError::Decompress("body too large".into()))?;
+                .ok()
+                .filter(|&l| l as u64 <= plausible)
+                .ok_or_else(|| {
+                    FormatError::Decompress(format!(
+                        "the header claims {} bytes from {} stored",
+                        header.uncompressed_len, header.body_len
+                    ))
+                })?;
             lz4_flex::block::decompress(stored, len)
                 .map_err(|e| FormatError::Decompress(e.to_string()))?
         }
@@ -284,7 +293,7 @@ mod tests {
     use flowcast_operators::event_time::JobWatermark;
     use std::collections::BTreeMap;
 
-    pub(crate) fn snap(worker: usize) -> WorkerSnapshot {
+    fn snap(worker: usize) -> WorkerSnapshot {
         WorkerSnapshot {
             format: FORMAT_VERSION,
             job: "j".into(),

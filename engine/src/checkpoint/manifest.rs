@@ -2,10 +2,11 @@
 //! function that writes a checkpoint's manifest once all its files are there.
 
 use super::format::{self, HEADER_LEN};
-use super::store::CheckpointStore;
+use super::store::{self, CheckpointStore};
 use super::{CheckpointError, MANIFEST, attempt_prefix, manifest_path, worker_file};
 use crate::dataflow::Epoch;
 use bytes::Bytes;
+use object_store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 /// The manifest format version this build writes and reads.
@@ -148,9 +149,21 @@ pub fn complete_checkpoint(
     store: &CheckpointStore,
     info: &CheckpointInfo,
 ) -> Result<Completion, CheckpointError> {
+    store.block_on(complete_checkpoint_async(&*store.object_store(), info))?
+}
+
+/// [`complete_checkpoint`] for async callers (and the writer thread,
+/// [`CheckpointWriter::complete`](super::CheckpointWriter::complete)).
+///
+/// # Errors
+/// As [`complete_checkpoint`].
+pub async fn complete_checkpoint_async(
+    store: &dyn ObjectStore,
+    info: &CheckpointInfo,
+) -> Result<Completion, CheckpointError> {
     let prefix = attempt_prefix(info.id, info.attempt);
-    let present: std::collections::HashMap<String, u64> = store
-        .list(&prefix)?
+    let present: std::collections::HashMap<String, u64> = store::list(store, &prefix)
+        .await?
         .into_iter()
         .map(|m| (m.location.to_string(), m.size))
         .collect();
@@ -164,8 +177,8 @@ pub fn complete_checkpoint(
     for worker in 0..info.workers {
         let path = worker_file(info.id, info.attempt, worker, info.workers);
         let size = present.get(&path).copied().unwrap_or_default();
-        let head = store
-            .get_prefix(&path, HEADER_LEN as u64)?
+        let head = store::read_prefix(store, &path, HEADER_LEN as u64)
+            .await?
             .ok_or_else(|| CheckpointError::NotFound(path.clone()))?;
         let header = format::Header::parse(&head).map_err(|source| CheckpointError::Format {
             path: path.clone(),
@@ -199,11 +212,13 @@ pub fn complete_checkpoint(
         files,
         created_unix_ms: now_unix_ms(),
     };
-    store.put(
+    store::put(
+        store,
         &manifest_path(info.id),
         Bytes::from(manifest.to_json()?),
         true,
-    )?;
+    )
+    .await?;
     tracing::info!(
         job = %info.job,
         checkpoint = info.id,

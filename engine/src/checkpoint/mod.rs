@@ -50,7 +50,7 @@ mod tests;
 pub use format::FormatError;
 pub use manifest::{
     CheckpointInfo, Completion, FileEntry, Kind, MANIFEST_FORMAT, Manifest, complete_checkpoint,
-    read_manifest,
+    complete_checkpoint_async, read_manifest,
 };
 pub use recover::{
     Recovered, Skipped, latest_complete, load_manifest, load_savepoint, next_attempt,

@@ -178,7 +178,7 @@ pub fn latest_complete(store: &CheckpointStore, job: &str) -> Result<Recovered, 
 /// No savepoint there, a manifest that is not a savepoint's, a missing or corrupt file,
 /// or storage errors.
 pub fn load_savepoint(location: &str) -> Result<(Manifest, RestorePlan), CheckpointError> {
-    let store = CheckpointStore::open(location)?;
+    let store = CheckpointStore::open_existing(location)?;
     let not_savepoint = |reason: String| CheckpointError::Manifest {
         path: format!("{location}/{MANIFEST}"),
         reason,

@@ -2,10 +2,12 @@
 //! control threads ([`CheckpointStore`]) and a background writer thread
 //! ([`CheckpointWriter`]) so that worker threads never wait for I/O.
 
+use super::manifest::{CheckpointInfo, Completion, complete_checkpoint_async};
 use super::{CheckpointError, format};
 use crate::lifecycle::snapshot::WorkerSnapshot;
 use bytes::Bytes;
 use futures::TryStreamExt;
+use futures::future::BoxFuture;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -65,6 +67,19 @@ impl CheckpointStore {
     /// Another scheme (`s3://` comes with the exactly-once issue), or a directory that
     /// cannot be created.
     pub fn open(location: &str) -> Result<Self, CheckpointError> {
+        Self::open_dir(location, true)
+    }
+
+    /// Opens a location that must exist already (reading a savepoint must not create a
+    /// directory where a path was mistyped).
+    ///
+    /// # Errors
+    /// As [`CheckpointStore::open`], or the directory does not exist.
+    pub fn open_existing(location: &str) -> Result<Self, CheckpointError> {
+        Self::open_dir(location, false)
+    }
+
+    fn open_dir(location: &str, create: bool) -> Result<Self, CheckpointError> {
         let dir = match location.split_once("://") {
             None => location,
             Some(("file", rest)) => rest,
@@ -80,8 +95,13 @@ impl CheckpointStore {
         if dir.is_empty() {
             return Err(location_error(location, "the path is empty"));
         }
-        std::fs::create_dir_all(dir)
-            .map_err(|e| location_error(location, format!("cannot create the directory: {e}")))?;
+        if create {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                location_error(location, format!("cannot create the directory: {e}"))
+            })?;
+        } else if !std::path::Path::new(dir).is_dir() {
+            return Err(location_error(location, "no such directory"));
+        }
         let fs = LocalFileSystem::new_with_prefix(dir)
             .map_err(|e| location_error(location, e.to_string()))?
             .with_automatic_cleanup(true)
@@ -114,7 +134,7 @@ impl CheckpointStore {
         Arc::clone(&self.store)
     }
 
-    fn block_on<F: Future>(&self, f: F) -> Result<F::Output, CheckpointError> {
+    pub(crate) fn block_on<F: Future>(&self, f: F) -> Result<F::Output, CheckpointError> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(CheckpointError::Runtime(
                 "the blocking checkpoint store was called from inside an async runtime; use object_store() there".into(),
@@ -129,9 +149,7 @@ impl CheckpointStore {
     /// # Errors
     /// Storage errors, or the object exists under `create_only`.
     pub fn put(&self, path: &str, bytes: Bytes, create_only: bool) -> Result<(), CheckpointError> {
-        let p = store_path(path)?;
-        self.block_on(put_async(&*self.store, &p, bytes, create_only))?
-            .map_err(|e| CheckpointError::store("write", path, e))
+        self.block_on(put(&*self.store, path, bytes, create_only))?
     }
 
     /// Reads the object at `path`; `None` if it does not exist.
@@ -155,20 +173,7 @@ impl CheckpointStore {
     /// # Errors
     /// Storage errors other than "not found".
     pub fn get_prefix(&self, path: &str, len: u64) -> Result<Option<Bytes>, CheckpointError> {
-        let p = store_path(path)?;
-        let got = self.block_on(async {
-            let meta = match self.store.head(&p).await {
-                Ok(m) => m,
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let end = len.min(meta.size);
-            if end == 0 {
-                return Ok(Some(Bytes::new()));
-            }
-            self.store.get_range(&p, 0..end).await.map(Some)
-        })?;
-        got.map_err(|e| CheckpointError::store("read", path, e))
+        self.block_on(read_prefix(&*self.store, path, len))?
     }
 
     /// Every object under `prefix` (all of them for `""`), recursively.
@@ -176,13 +181,7 @@ impl CheckpointStore {
     /// # Errors
     /// Storage errors.
     pub fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, CheckpointError> {
-        let p = if prefix.is_empty() {
-            None
-        } else {
-            Some(store_path(prefix)?)
-        };
-        let listed = self.block_on(self.store.list(p.as_ref()).try_collect::<Vec<_>>())?;
-        listed.map_err(|e| CheckpointError::store("list", prefix, e))
+        self.block_on(list(&*self.store, prefix))?
     }
 
     /// Deletes `path`; deleting an absent object is not an error.
@@ -196,6 +195,58 @@ impl CheckpointStore {
             Err(e) => Err(CheckpointError::store("delete", path, e)),
         }
     }
+}
+
+/// The first `len` bytes of `path` (fewer if it is shorter); `None` if absent.
+pub(crate) async fn read_prefix(
+    store: &dyn ObjectStore,
+    path: &str,
+    len: u64,
+) -> Result<Option<Bytes>, CheckpointError> {
+    let p = store_path(path)?;
+    let got = async {
+        let meta = match store.head(&p).await {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let end = len.min(meta.size);
+        if end == 0 {
+            return Ok(Some(Bytes::new()));
+        }
+        store.get_range(&p, 0..end).await.map(Some)
+    }
+    .await;
+    got.map_err(|e| CheckpointError::store("read", path, e))
+}
+
+/// Every object under `prefix` (all of them for `""`), recursively.
+pub(crate) async fn list(
+    store: &dyn ObjectStore,
+    prefix: &str,
+) -> Result<Vec<ObjectMeta>, CheckpointError> {
+    let p = if prefix.is_empty() {
+        None
+    } else {
+        Some(store_path(prefix)?)
+    };
+    store
+        .list(p.as_ref())
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|e| CheckpointError::store("list", prefix, e))
+}
+
+/// Writes `bytes` at `path`, create-if-absent or overwriting.
+pub(crate) async fn put(
+    store: &dyn ObjectStore,
+    path: &str,
+    bytes: Bytes,
+    create_only: bool,
+) -> Result<(), CheckpointError> {
+    put_async(store, &store_path(path)?, bytes, create_only)
+        .await
+        .map_err(|e| CheckpointError::store("write", path, e))
 }
 
 async fn put_async(
@@ -247,19 +298,22 @@ pub struct WrittenFile {
     pub checksum: u32,
 }
 
-type Done = Box<dyn FnOnce(Result<WrittenFile, CheckpointError>) + Send + 'static>;
+/// A queued piece of work: given the backend, the future that does it and reports.
+type Task = Box<dyn FnOnce(Arc<dyn ObjectStore>) -> BoxFuture<'static, ()> + Send>;
 
 /// One background thread with a current-thread tokio runtime that writes checkpoint
-/// files. [`CheckpointWriter::submit`] only queues (an unbounded channel), so a worker
-/// thread pays for moving its snapshot, nothing more; encoding and the writes run
-/// concurrently on the runtime's blocking pool, and each job's `on_done` is called on the
-/// writer thread when its file is durable or has failed. Keep `on_done` short (send on a
-/// channel) and do not call the blocking [`CheckpointStore`] from it.
+/// files and manifests. [`CheckpointWriter::submit`] and [`CheckpointWriter::complete`]
+/// only queue (an unbounded channel), so a worker thread pays for moving its snapshot,
+/// nothing more; encoding and the writes run concurrently on the runtime's blocking pool,
+/// and each job's `on_done` is called on the writer thread when its file is durable (or
+/// the manifest attempt is over) or has failed. Keep `on_done` short (send on a channel)
+/// and do not call the blocking [`CheckpointStore`] from it. Share one writer between a
+/// process's workers with an `Arc`.
 ///
 /// Dropping the writer (or [`CheckpointWriter::shutdown`]) finishes the queued jobs first.
 #[derive(Debug)]
 pub struct CheckpointWriter {
-    tx: Option<tokio::sync::mpsc::UnboundedSender<(WriteJob, Done)>>,
+    tx: Option<tokio::sync::mpsc::UnboundedSender<Task>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -271,15 +325,14 @@ impl CheckpointWriter {
     pub fn spawn(store: &CheckpointStore) -> Result<Self, CheckpointError> {
         let backend = store.object_store();
         let runtime = current_thread_runtime()?;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(WriteJob, Done)>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Task>();
         let thread = std::thread::Builder::new()
             .name("flowcast-checkpoint-writer".into())
             .spawn(move || {
                 runtime.block_on(async move {
                     let mut running = tokio::task::JoinSet::new();
-                    while let Some((job, done)) = rx.recv().await {
-                        let backend = Arc::clone(&backend);
-                        running.spawn(async move { done(write_job(&*backend, job).await) });
+                    while let Some(task) = rx.recv().await {
+                        running.spawn(task(Arc::clone(&backend)));
                         while running.try_join_next().is_some() {}
                     }
                     while running.join_next().await.is_some() {}
@@ -303,11 +356,34 @@ impl CheckpointWriter {
         job: WriteJob,
         on_done: impl FnOnce(Result<WrittenFile, CheckpointError>) + Send + 'static,
     ) -> Result<(), CheckpointError> {
+        self.send(Box::new(move |store| {
+            Box::pin(async move { on_done(write_job(&*store, job).await) })
+        }))
+    }
+
+    /// Queues [`complete_checkpoint`](super::complete_checkpoint) for `info` (the single
+    /// manifest writer's call, off its worker thread); `on_done` gets its outcome —
+    /// [`Completion::NotYet`](super::Completion::NotYet) while files are missing, so it
+    /// can be queued again later. Never blocks.
+    ///
+    /// # Errors
+    /// If the writer thread has stopped (it panicked); `on_done` is then not called.
+    pub fn complete(
+        &self,
+        info: CheckpointInfo,
+        on_done: impl FnOnce(Result<Completion, CheckpointError>) + Send + 'static,
+    ) -> Result<(), CheckpointError> {
+        self.send(Box::new(move |store| {
+            Box::pin(async move { on_done(complete_checkpoint_async(&*store, &info).await) })
+        }))
+    }
+
+    fn send(&self, task: Task) -> Result<(), CheckpointError> {
         let stopped = || CheckpointError::Runtime("the checkpoint writer has stopped".into());
         self.tx
             .as_ref()
             .ok_or_else(stopped)?
-            .send((job, Box::new(on_done)))
+            .send(task)
             .map_err(|_| stopped())
     }
 
@@ -360,9 +436,7 @@ async fn write_job(store: &dyn ObjectStore, job: WriteJob) -> Result<WrittenFile
         }
     };
     let size = bytes.len() as u64;
-    put_async(store, &store_path(&path)?, bytes, true)
-        .await
-        .map_err(|e| CheckpointError::store("write", &path, e))?;
+    put(store, &path, bytes, true).await?;
     Ok(WrittenFile {
         path,
         size,

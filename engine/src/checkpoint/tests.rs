@@ -336,6 +336,10 @@ fn a_savepoint_outlives_its_checkpoint_directory_and_restores() {
     assert_eq!((m.checkpoint_id, m.attempt), (7, 2));
     assert_plan(&plan, 7);
 
+    let typo = load_savepoint(&checkpoints.display().to_string()).expect_err("gone");
+    assert!(typo.to_string().contains("no such directory"), "{typo}");
+    assert!(!checkpoints.exists(), "reading a savepoint creates nothing");
+    std::fs::create_dir(&checkpoints).expect("mkdir");
     let not_one = load_savepoint(&checkpoints.display().to_string()).expect_err("empty dir");
     assert!(
         not_one.to_string().contains("no savepoint here"),
@@ -405,4 +409,54 @@ fn snapshot_files_use_the_checkpoint_format_and_legacy_files_still_load() {
     std::fs::write(path.with_file_name("worker-1-of-2.bin"), legacy).expect("legacy");
     let plan = snapshot::load(&snapshot::snapshot_dir(dir.path(), 4)).expect("load");
     assert_eq!(plan.operators["windows"].keyed.len(), 2);
+}
+
+#[test]
+fn the_writer_completes_checkpoints_off_the_calling_thread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let writer = std::sync::Arc::new(CheckpointWriter::spawn(&store).expect("writer"));
+    let (tx, rx) = mpsc::channel();
+    let complete = |tx: mpsc::Sender<_>| {
+        writer
+            .complete(info(1, 3), move |r| tx.send(r).expect("alive"))
+            .expect("queue");
+    };
+    complete(tx.clone());
+    assert_eq!(
+        rx.recv_timeout(WAIT).expect("outcome").expect("not yet"),
+        Completion::NotYet {
+            missing: vec![0, 1]
+        }
+    );
+    let (files_tx, files_rx) = mpsc::channel();
+    for w in 0..WORKERS {
+        let (writer, files_tx) = (std::sync::Arc::clone(&writer), files_tx.clone());
+        std::thread::spawn(move || {
+            let job = WriteJob::Snapshot {
+                snap: Box::new(snap(JOB, 1, w, WORKERS)),
+                attempt: 3,
+            };
+            writer
+                .submit(job, move |r| files_tx.send(r).expect("alive"))
+                .expect("submit");
+        });
+    }
+    for _ in 0..WORKERS {
+        files_rx
+            .recv_timeout(WAIT)
+            .expect("result")
+            .expect("written");
+    }
+    complete(tx);
+    let Completion::Written(m) = rx.recv_timeout(WAIT).expect("outcome").expect("written") else {
+        panic!("all files are there");
+    };
+    assert_eq!((m.checkpoint_id, m.attempt), (1, 3));
+    let (restored, plan) = latest_complete(&store, JOB)
+        .expect("recover")
+        .latest
+        .expect("checkpoint 1");
+    assert_eq!(restored, m);
+    assert_plan(&plan, 1);
 }
