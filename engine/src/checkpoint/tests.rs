@@ -460,3 +460,32 @@ fn the_writer_completes_checkpoints_off_the_calling_thread() {
     assert_eq!(restored, m);
     assert_plan(&plan, 1);
 }
+
+#[test]
+fn state_blobs_encode_as_before_the_bytes_serde() {
+    #[derive(serde::Serialize)]
+    struct Before {
+        id: String,
+        version: u32,
+        watermark: JobWatermark,
+        keyed: BTreeMap<u32, Vec<u8>>,
+        partitions: BTreeMap<i32, Vec<u8>>,
+        replicated: Option<Vec<u8>>,
+    }
+    let now = snap(JOB, 2, 1, WORKERS).operators.remove(0);
+    let before = Before {
+        id: now.id.clone(),
+        version: now.version,
+        watermark: now.watermark.clone(),
+        keyed: now.keyed.clone(),
+        partitions: now.partitions.clone(),
+        replicated: now.replicated.clone(),
+    };
+    let old = bincode::serialize(&before).expect("old");
+    assert_eq!(bincode::serialize(&now).expect("new"), old);
+    let back: OperatorSnapshot = bincode::deserialize(&old).expect("reads the old bytes");
+    assert_eq!((back.keyed, back.replicated), (now.keyed, now.replicated));
+    let json = serde_json::to_string(&before).expect("json");
+    let from_json: OperatorSnapshot = serde_json::from_str(&json).expect("sequences too");
+    assert_eq!(from_json.partitions, now.partitions);
+}

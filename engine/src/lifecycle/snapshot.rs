@@ -32,11 +32,104 @@ pub struct OperatorSnapshot {
     /// The job watermark the operator had applied (replicated state of the adapter).
     pub watermark: JobWatermark,
     /// Keyed state per key group.
+    #[serde(with = "blob::map")]
     pub keyed: BTreeMap<u32, Vec<u8>>,
     /// State per Kafka partition.
+    #[serde(with = "blob::map")]
     pub partitions: BTreeMap<i32, Vec<u8>>,
     /// This instance's copy of the replicated state.
+    #[serde(with = "blob::option")]
     pub replicated: Option<Vec<u8>>,
+}
+
+/// Serde of state blobs as bytes rather than sequences of `u8`: bincode writes the same
+/// bytes either way (so earlier files still read), but as one copy instead of a call per
+/// byte — several times faster for the tens of MB of a large checkpoint.
+mod blob {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use serde::{Deserialize, Serialize, Serializer};
+    use std::collections::BTreeMap;
+    use std::fmt;
+
+    struct Ser<'a>(&'a [u8]);
+
+    impl Serialize for Ser<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    struct De(Vec<u8>);
+
+    impl<'de> Deserialize<'de> for De {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_byte_buf(BytesVisitor).map(De)
+        }
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+
+        fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(b) = seq.next_element()? {
+                v.push(b);
+            }
+            Ok(v)
+        }
+    }
+
+    pub(super) mod map {
+        use super::*;
+
+        pub(crate) fn serialize<K: Serialize, S: Serializer>(
+            m: &BTreeMap<K, Vec<u8>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            s.collect_map(m.iter().map(|(k, v)| (k, Ser(v))))
+        }
+
+        pub(crate) fn deserialize<'de, K: Deserialize<'de> + Ord, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<BTreeMap<K, Vec<u8>>, D::Error> {
+            let m = BTreeMap::<K, De>::deserialize(d)?;
+            Ok(m.into_iter().map(|(k, v)| (k, v.0)).collect())
+        }
+    }
+
+    pub(super) mod option {
+        use super::*;
+
+        pub(crate) fn serialize<S: Serializer>(
+            v: &Option<Vec<u8>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(b) => s.serialize_some(&Ser(b)),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Vec<u8>>, D::Error> {
+            Ok(Option::<De>::deserialize(d)?.map(|b| b.0))
+        }
+    }
 }
 
 /// Everything one worker wrote for one snapshot.
