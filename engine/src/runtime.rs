@@ -1,6 +1,8 @@
 //! Runs a job on timely workers: threads of one process, or several processes that find
 //! each other through a static host list (timely's cluster communication).
 
+use crate::checkpoint::coordinator::{CheckpointOutput, Coordinator, CoordinatorConfig, Msg};
+use crate::checkpoint::{self, CheckpointStore, CheckpointWriter};
 use crate::dataflow::Epoch;
 use crate::dataflow::forecast::{Persistence, Predictor};
 use crate::job::graph::{self, JobPlan, PredictorFactory};
@@ -13,6 +15,7 @@ use crate::metrics;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -140,6 +143,73 @@ pub struct RunOptions {
     /// Start even when the snapshot holds state of operators the job no longer has
     /// (that state is dropped), as Flink's `--allowNonRestoredState`.
     pub allow_non_restored_state: bool,
+    /// Ignore the checkpoints in the spec's location: start from the spec's positions.
+    pub fresh: bool,
+    /// Start from this savepoint directory instead of the latest checkpoint.
+    pub from_savepoint: Option<String>,
+}
+
+/// Where a run starts: a savepoint, the latest complete checkpoint of the spec's location,
+/// a `--restore-from` snapshot directory, or nothing.
+fn restore_plan(spec: &JobSpec, opts: &RunOptions) -> anyhow::Result<Option<RestorePlan>> {
+    if let Some(sp) = &opts.from_savepoint {
+        let (m, plan) = checkpoint::load_savepoint(sp)
+            .map_err(|e| anyhow::anyhow!("cannot restore from savepoint {sp}: {e}"))?;
+        tracing::info!(job = %spec.name, savepoint = %sp, checkpoint = m.checkpoint_id, epoch = m.epoch, "restoring from a savepoint");
+        return Ok(Some(plan));
+    }
+    if let Some(dir) = &opts.restore_from {
+        let plan = snapshot::load(dir)
+            .map_err(|e| anyhow::anyhow!("cannot restore from {}: {e}", dir.display()))?;
+        tracing::info!(job = %spec.name, snapshot = plan.id, "restoring from {}", dir.display());
+        return Ok(Some(plan));
+    }
+    let Some(location) = &spec.checkpoint.location else {
+        return Ok(None);
+    };
+    if opts.fresh {
+        tracing::info!(job = %spec.name, "--fresh: not restoring from the checkpoints in {location}");
+        return Ok(None);
+    }
+    let store = CheckpointStore::open(location)?;
+    let found = checkpoint::latest_complete(&store, &spec.name)?;
+    for s in &found.skipped {
+        tracing::warn!(job = %spec.name, checkpoint = s.id, "checkpoint unusable, falling back to an older one: {}", s.reason);
+    }
+    Ok(found.latest.map(|(m, plan)| {
+        tracing::info!(
+            job = %spec.name, checkpoint = m.checkpoint_id, epoch = m.epoch, from_workers = m.workers,
+            "restoring from the latest complete checkpoint"
+        );
+        plan
+    }))
+}
+
+/// The checkpoint side of a run: the store, this process's writer, the run attempt and
+/// the coordinator's channel.
+struct Checkpointing {
+    store: CheckpointStore,
+    writer: Arc<CheckpointWriter>,
+    attempt: u64,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+}
+
+fn checkpointing(spec: &JobSpec) -> anyhow::Result<Option<Checkpointing>> {
+    let Some(location) = &spec.checkpoint.location else {
+        return Ok(None);
+    };
+    let store = CheckpointStore::open(location)?;
+    let attempt = checkpoint::next_attempt(&store)?;
+    let writer = Arc::new(CheckpointWriter::spawn(&store)?);
+    let (tx, rx) = Coordinator::channel();
+    Ok(Some(Checkpointing {
+        store,
+        writer,
+        attempt,
+        tx,
+        rx,
+    }))
 }
 
 /// Runs `spec` until its input ends (bounded) or `shutdown` is set; returns the first
@@ -188,21 +258,22 @@ pub fn run_with(spec: &JobSpec, exec: &Execution, opts: RunOptions) -> anyhow::R
             spec.sequence.length
         );
     }
-    let restore = match &opts.restore_from {
-        Some(dir) => {
-            let plan = snapshot::load(dir)
-                .map_err(|e| anyhow::anyhow!("cannot restore from {}: {e}", dir.display()))?;
-            tracing::info!(
-                job = %spec.name, snapshot = plan.id, epoch = plan.epoch, from_workers = plan.workers,
-                operators = plan.operators.len(), "restoring from {}", dir.display()
-            );
-            Some(Arc::new(plan))
-        }
-        None => None,
-    };
+    let restore = restore_plan(spec, &opts)?.map(Arc::new);
     let groups = key_groups(spec, restore.as_deref())?;
+    let ckpt = checkpointing(spec)?;
+    let mut opts = opts;
+    if ckpt.is_some() && opts.control.is_none() {
+        opts.control = Some(JobControl::new());
+    }
     if let (Some(control), Some(dir)) = (&opts.control, &opts.state_dir) {
         control.number_after(snapshot::latest_id(dir));
+    }
+    if let (Some(control), Some(c)) = (&opts.control, &ckpt) {
+        let next = checkpoint::next_checkpoint_id(&c.store)?;
+        control.number_after(
+            next.saturating_sub(1)
+                .max(restore.as_ref().map_or(0, |p| p.id)),
+        );
     }
     let settings = ClientSettings::new(&spec.source.brokers);
     let admin = TopicAdmin::new(&settings, Duration::from_secs(30))?;
@@ -226,6 +297,31 @@ pub fn run_with(spec: &JobSpec, exec: &Execution, opts: RunOptions) -> anyhow::R
         failure: Arc::clone(&failure),
     };
     let first_process = exec.process_index == 0;
+    let output = ckpt.as_ref().map(|c| CheckpointOutput {
+        writer: Arc::clone(&c.writer),
+        attempt: c.attempt,
+        events: c.tx.clone(),
+    });
+    let coordinator = match (ckpt, &opts.control) {
+        (Some(c), Some(control)) if first_process => Some(Coordinator::start(
+            CoordinatorConfig {
+                job: spec.name.clone(),
+                store: c.store,
+                writer: c.writer,
+                attempt: c.attempt,
+                workers: exec.workers * exec.hosts.len().max(1),
+                local_workers: exec.workers,
+                key_groups: groups.count(),
+                spec: spec.checkpoint.clone(),
+                control: control.clone(),
+                failure: Arc::clone(&failure),
+                shutdown: Arc::clone(&opts.shutdown),
+            },
+            c.tx,
+            c.rx,
+        )?),
+        _ => None,
+    };
     let guards = timely::execute(exec.timely_config(), move |worker| {
         let state = Rc::new(WorkerState::new(WorkerStateConfig {
             job: plan.spec.name.clone(),
@@ -235,6 +331,7 @@ pub fn run_with(spec: &JobSpec, exec: &Execution, opts: RunOptions) -> anyhow::R
             key_groups: groups,
             restore: restore.clone(),
             state_dir: opts.state_dir.clone(),
+            checkpoints: output.clone(),
             failure: Arc::clone(&plan.failure),
         }));
         let control = (first_process && worker.index() == 0)
@@ -251,7 +348,13 @@ pub fn run_with(spec: &JobSpec, exec: &Execution, opts: RunOptions) -> anyhow::R
         while worker.step_or_park(Some(Duration::from_millis(100))) {}
     })
     .map_err(|e| anyhow::anyhow!("cannot start the timely workers: {e}"))?;
-    for r in guards.join() {
+    let joined: Vec<_> = guards.join();
+    // Every snapshot the workers took is handed over: the coordinator completes the last
+    // checkpoint (a stop's) before the run returns.
+    if let Some(c) = coordinator {
+        c.finish();
+    }
+    for r in joined {
         r.map_err(|e| anyhow::anyhow!("a worker failed: {e}"))?;
     }
     if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {

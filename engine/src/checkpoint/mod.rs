@@ -49,6 +49,7 @@
 //! Retention deletes a checkpoint's manifest before its files, so an interrupted run of it
 //! leaves orphans (deleted next time), never a manifest naming deleted files.
 
+pub mod coordinator;
 pub mod format;
 pub mod manifest;
 pub mod recover;

@@ -1,5 +1,6 @@
 //! Subcommands of the `flowcast` binary.
 
+pub mod control_http;
 pub mod demo;
 pub mod run;
 pub mod tail;

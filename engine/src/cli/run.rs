@@ -1,7 +1,9 @@
 //! `flowcast run JOB.toml`: runs a job on worker threads, or as one process of several.
 
+use crate::cli::control_http;
 use crate::job::JobSpec;
 use crate::lifecycle::JobControl;
+use crate::lifecycle::control::Request;
 use crate::runtime::{self, Execution, RunOptions};
 use clap::Args;
 use std::net::SocketAddr;
@@ -43,6 +45,17 @@ pub struct RunArgs {
     /// Drop the snapshot's state of operators this job does not have instead of refusing.
     #[arg(long)]
     pub allow_non_restored_state: bool,
+    /// Ignore the checkpoints in the spec's `[checkpoint] location`; start from the spec's
+    /// source positions.
+    #[arg(long, conflicts_with = "from_savepoint")]
+    pub fresh: bool,
+    /// Start from this savepoint directory instead of the latest checkpoint.
+    #[arg(long)]
+    pub from_savepoint: Option<String>,
+    /// Where the control endpoint (POST /savepoint, /stop) listens when a token is set
+    /// (`FLOWCAST_CONTROL_TOKEN` or `FLOWCAST_CONTROL_TOKEN_FILE`).
+    #[arg(long, default_value = "127.0.0.1:9252")]
+    pub control_addr: SocketAddr,
 }
 
 /// Parses `--hosts`.
@@ -99,12 +112,26 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("metrics on http://{bound}/metrics");
     }
     let shutdown = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
+    let checkpoints = spec.checkpoint.location.is_some();
+    let control = (checkpoints || args.state_dir.is_some()).then(JobControl::new);
+    match &control {
+        Some(c) if checkpoints => checkpoint_signals(c.clone(), Arc::clone(&shutdown))?,
+        _ => {
+            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                signal_hook::flag::register(sig, Arc::clone(&shutdown))?;
+            }
+            if let Some(c) = &control {
+                stop_on_sigusr1(c.clone())?;
+            }
+        }
     }
-    let control = args.state_dir.as_ref().map(|_| JobControl::new());
-    if let Some(control) = &control {
-        stop_on_sigusr1(control.clone())?;
+    if let (Some(c), Some(token)) = (&control, control_http::token_from_env()?) {
+        anyhow::ensure!(
+            checkpoints,
+            "FLOWCAST_CONTROL_TOKEN is set but the job has no `[checkpoint] location`: there is nothing to control"
+        );
+        let bound = control_http::serve(args.control_addr, c.clone(), token)?;
+        tracing::info!("control endpoint on http://{bound} (POST /savepoint, /stop)");
     }
     let opts = RunOptions {
         shutdown,
@@ -112,9 +139,41 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir,
         restore_from: args.restore_from,
         allow_non_restored_state: args.allow_non_restored_state,
+        fresh: args.fresh,
+        from_savepoint: args.from_savepoint,
     };
     let summary = runtime::run_with(&spec, &exec, opts)?;
     println!("flowcast: job {} {summary}", spec.name);
+    Ok(())
+}
+
+/// A job that checkpoints: SIGTERM or SIGINT → stop with a final checkpoint (what
+/// systemd's stop should do; a second one stops at once), SIGUSR1 → a savepoint.
+fn checkpoint_signals(control: JobControl, shutdown: Arc<AtomicBool>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGUSR1])?;
+    std::thread::Builder::new()
+        .name("flowcast-signals".into())
+        .spawn(move || {
+            let mut stopping = false;
+            for sig in signals.forever() {
+                match sig {
+                    SIGUSR1 => {
+                        tracing::info!("SIGUSR1: taking a savepoint");
+                        control.request(Request::Savepoint);
+                    }
+                    _ if stopping => {
+                        tracing::warn!("second stop signal: stopping now, without waiting for the final checkpoint");
+                        shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    _ => {
+                        stopping = true;
+                        tracing::info!("stop signal: stopping with a final checkpoint");
+                        control.request(Request::StopWithCheckpoint);
+                    }
+                }
+            }
+        })?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! Jobs: the spec a user writes and the dataflow built from it.
 
+pub mod checkpointing;
 pub mod graph;
 pub mod spec;
 

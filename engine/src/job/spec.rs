@@ -45,6 +45,9 @@ pub struct JobSpec {
     /// Operator state settings.
     #[serde(default)]
     pub state: StateSpec,
+    /// Checkpoints (off without a location).
+    #[serde(default)]
+    pub checkpoint: super::checkpointing::CheckpointSpec,
 }
 
 /// Operator state settings.
@@ -379,6 +382,13 @@ impl JobSpec {
         }
         if self.state.max_devices == Some(0) {
             return Err(bad("state.max-devices", "must be at least 1"));
+        }
+        if let Err(m) = self.checkpoint.validate() {
+            return Err(SpecError::Invalid {
+                path: path.to_owned(),
+                key: "checkpoint",
+                message: m,
+            });
         }
         if matches!(self.model, ModelSpec::Off)
             && let Some(i) = self

@@ -20,10 +20,23 @@ use timely::dataflow::{Scope, StreamVec};
 /// How many epochs ahead of the wall clock's the control capability stays.
 const LEAD: Epoch = 2;
 
+/// What a user asks of a job that checkpoints (signals, the HTTP endpoint); its
+/// checkpoint coordinator takes the requests from the [`JobControl`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// A savepoint; the job goes on.
+    Savepoint,
+    /// A savepoint, then the job stops.
+    StopWithSavepoint,
+    /// A final checkpoint, then the job stops (SIGTERM).
+    StopWithCheckpoint,
+}
+
 /// A handle that sends commands into a running job.
 #[derive(Debug, Clone, Default)]
 pub struct JobControl {
     queue: Arc<Mutex<VecDeque<Command>>>,
+    requests: Arc<Mutex<VecDeque<Request>>>,
     last_id: Arc<AtomicU64>,
 }
 
@@ -63,6 +76,23 @@ impl JobControl {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push_back(Command::Committed { id });
+    }
+
+    /// Asks the job's checkpoint coordinator for `r`.
+    pub fn request(&self, r: Request) {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(r);
+    }
+
+    /// The requests since the last call (the coordinator's).
+    pub fn take_requests(&self) -> Vec<Request> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect()
     }
 
     fn drain(&self) -> Vec<Command> {

@@ -11,6 +11,7 @@
 //!   every new instance that one copy, whatever the new parallelism.
 
 use super::snapshot::{self, OperatorSnapshot, RestorePlan, WorkerSnapshot};
+use crate::checkpoint::coordinator::CheckpointOutput;
 use crate::dataflow::Epoch;
 use crate::kafka::partitioner::murmur2;
 use flowcast_operators::event_time::JobWatermark;
@@ -251,6 +252,7 @@ pub struct WorkerState {
     key_groups: KeyGroups,
     restore: Option<Arc<RestorePlan>>,
     state_dir: Option<PathBuf>,
+    checkpoints: Option<CheckpointOutput>,
     registered: RefCell<BTreeSet<String>>,
     pending: RefCell<BTreeMap<u64, Pending>>,
     stop: Arc<AtomicBool>,
@@ -272,8 +274,11 @@ pub struct WorkerStateConfig {
     pub key_groups: KeyGroups,
     /// The snapshot the job starts from.
     pub restore: Option<Arc<RestorePlan>>,
-    /// Where snapshots are written.
+    /// Where snapshots are written (`--state-dir`; without checkpoints).
     pub state_dir: Option<PathBuf>,
+    /// Where checkpoint files go (the process's background writer), when the job
+    /// checkpoints; it takes precedence over `state_dir`.
+    pub checkpoints: Option<CheckpointOutput>,
     /// The job's first fatal error.
     pub failure: Arc<Mutex<Option<String>>>,
 }
@@ -289,6 +294,7 @@ impl WorkerState {
             key_groups: cfg.key_groups,
             restore: cfg.restore,
             state_dir: cfg.state_dir,
+            checkpoints: cfg.checkpoints,
             registered: RefCell::new(BTreeSet::new()),
             pending: RefCell::new(BTreeMap::new()),
             stop: Arc::new(AtomicBool::new(false)),
@@ -434,12 +440,6 @@ impl WorkerState {
         let Some(p) = self.pending.borrow_mut().remove(&id) else {
             return;
         };
-        let Some(dir) = &self.state_dir else {
-            self.fail(format!(
-                "snapshot {id} requested but the job has no state directory (--state-dir)"
-            ));
-            return;
-        };
         let file = WorkerSnapshot {
             format: snapshot::FORMAT_VERSION,
             job: self.job.clone(),
@@ -449,6 +449,19 @@ impl WorkerState {
             workers: self.workers,
             key_groups: self.key_groups.count(),
             operators: p.operators,
+        };
+        if let Some(out) = &self.checkpoints {
+            // Encoding, compression and the write happen on the writer's threads.
+            if let Err(e) = out.submit(file) {
+                self.fail(format!("cannot write checkpoint {id}: {e}"));
+            }
+            return;
+        }
+        let Some(dir) = &self.state_dir else {
+            self.fail(format!(
+                "snapshot {id} requested but the job has no checkpoint location nor state directory"
+            ));
+            return;
         };
         match snapshot::write(dir, &file) {
             Ok(path) => tracing::info!(

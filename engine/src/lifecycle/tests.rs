@@ -101,6 +101,7 @@ fn run(
                 .map_or_else(|| KeyGroups::new(16).expect("groups"), |p| p.key_groups),
             restore: restore.clone(),
             state_dir: Some(dir.clone()),
+            checkpoints: None,
             failure: Arc::clone(&fail),
         }));
         let (out, mig) = (Arc::clone(&out), Arc::clone(&mig));
