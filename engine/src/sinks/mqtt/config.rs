@@ -131,9 +131,12 @@ impl MqttTls {
         let certs = read_certs("ca-file", ca)?;
         let mut roots = rustls::RootCertStore::empty();
         for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| format!("`tls.ca-file` {}: not a usable CA certificate: {e}", ca.display()))?;
+            roots.add(c).map_err(|e| {
+                format!(
+                    "`tls.ca-file` {}: not a usable CA certificate: {e}",
+                    ca.display()
+                )
+            })?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -156,7 +159,7 @@ impl MqttTls {
             }
             _ => {
                 return Err(
-                    "`tls.client-cert-file` and `tls.client-key-file` go together".to_owned()
+                    "`tls.client-cert-file` and `tls.client-key-file` go together".to_owned(),
                 );
             }
         };
@@ -318,7 +321,10 @@ keep-alive = "10s"
         assert!(err.contains("password-file"), "{err}");
         c.password_file = None;
         let err = c.validate().expect_err("no CA file");
-        assert!(err.contains("tls.ca-file") && err.contains("/nonexistent/ca.pem"), "{err}");
+        assert!(
+            err.contains("tls.ca-file") && err.contains("/nonexistent/ca.pem"),
+            "{err}"
+        );
         let dir = std::env::temp_dir().join(format!("flowcast-mqtt-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let empty = dir.join("empty.pem");

@@ -19,10 +19,10 @@
 //! error and what is queued for that connection goes to the dead-letter topic.
 
 use super::MqttShared;
+use crate::metrics;
 use crate::sinks::util::breaker::Jitter;
 use crate::sinks::util::dead_letter::{DeadLetters, Refusal, Refused};
 use crate::sinks::util::payload;
-use crate::metrics;
 use crate::sinks::util::tokens::Token;
 use flowcast_operators::Prediction;
 use rumqttc::{
@@ -81,7 +81,11 @@ pub async fn run(id: Identity, mut rx: UnboundedReceiver<Msg>, sh: Arc<MqttShare
     let tls_errors = metrics::counter(
         "flowcast_mqtt_tls_errors_total",
         "MQTT connection attempts whose TLS handshake failed",
-        &[("job", &sh.job), ("mode", cfg.mode.as_str()), ("worker", &worker)],
+        &[
+            ("job", &sh.job),
+            ("mode", cfg.mode.as_str()),
+            ("worker", &worker),
+        ],
     );
     let mut opts = MqttOptions::new(id.client_id.clone(), host, port);
     if let Some(tls) = tls {
