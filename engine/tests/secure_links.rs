@@ -342,10 +342,21 @@ fn mqtt_tls_failures_are_errors_never_plaintext() {
         .arg(&spec)
         .args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
     let run = Proc::spawn(cmd, &dir, "job");
+    // Whatever reaches either listener is a failure, found as soon as it arrives.
+    let assert_nothing_delivered = || {
+        for (sub, which) in [(&tls_sub, "TLS"), (&plain_sub, "plaintext")] {
+            let leaked = sub
+                .payloads()
+                .iter()
+                .any(|p| String::from_utf8_lossy(p).contains(&tag));
+            assert!(!leaked, "a prediction reached the {which} listener");
+        }
+    };
     until(
         "both TLS failures and the refusal in the log",
         Duration::from_secs(120),
         || {
+            assert_nothing_delivered();
             let log = run.log();
             log.contains(&format!("MQTT over TLS to {tls} failed"))
                 && log.contains(&format!("MQTT over TLS to {plain_mqtt} failed"))
@@ -377,13 +388,7 @@ fn mqtt_tls_failures_are_errors_never_plaintext() {
     );
     // Predictions existed (the Kafka sink has them), yet none reached either listener.
     assert!(!kafka::read_all(&brokers, &job.predictions_topic()).is_empty());
-    for (sub, which) in [(&tls_sub, "TLS"), (&plain_sub, "plaintext")] {
-        let leaked = sub
-            .payloads()
-            .iter()
-            .any(|p| String::from_utf8_lossy(p).contains(&tag));
-        assert!(!leaked, "a prediction reached the {which} listener");
-    }
+    assert_nothing_delivered();
     run.assert_keeps(&[&token, &mqtt_pw, &wrong_pw]);
     let _ = std::fs::remove_file(tokens);
     drop(run);
