@@ -1,6 +1,7 @@
 //! The Flowcast runtime: job graphs on timely dataflow, the Kafka source and sink,
 //! and the pieces behind the `flowcast` command line.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod dataflow;
 pub mod job;

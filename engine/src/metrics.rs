@@ -37,7 +37,7 @@ pub const RENAMES: &[(&str, &str, f64)] = &[
     ),
     (
         "flowcast_window_to_sink_seconds",
-        "flowcast_kafka_sink_window_to_send_seconds",
+        "flowcast_sink_window_to_send_seconds",
         1.0,
     ),
 ];
@@ -344,6 +344,27 @@ pub fn histogram(
 
 /// The metric families of `name` (old or new) restricted to the series of job `job`.
 fn job_series(name: &str, job: &str) -> Vec<prometheus::proto::Metric> {
+    labelled_series(name, job, &[])
+}
+
+/// The series of `name` of job `job` that also carry every label of `labels`.
+fn labelled_series(
+    name: &str,
+    job: &str,
+    labels: &[(&str, &str)],
+) -> Vec<prometheus::proto::Metric> {
+    let has = |m: &prometheus::proto::Metric, k: &str, v: &str| {
+        m.get_label()
+            .iter()
+            .any(|l| l.name() == k && l.value() == v)
+    };
+    job_series_all(name, job)
+        .into_iter()
+        .filter(|m| labels.iter().all(|(k, v)| has(m, k, v)))
+        .collect()
+}
+
+fn job_series_all(name: &str, job: &str) -> Vec<prometheus::proto::Metric> {
     let (exposed, _) = resolve(name);
     REGISTRY
         .gather()
@@ -362,6 +383,15 @@ fn job_series(name: &str, job: &str) -> Vec<prometheus::proto::Metric> {
 /// `flowcast_inference_micros_total`, seconds for its new name).
 pub fn total(name: &str, job: &str) -> u64 {
     (total_base(name, job) / resolve(name).1).round() as u64
+}
+
+/// Like [`total`], over the series of one sink type (`sink` label: `thingsboard`, `mqtt`, …).
+pub fn sink_total(name: &str, job: &str, sink: &str) -> u64 {
+    labelled_series(name, job, &[("sink", sink)])
+        .iter()
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .sum::<f64>()
+        .round() as u64
 }
 
 /// The sum of every counter or gauge series of `name` whose job is `job`, in base units.

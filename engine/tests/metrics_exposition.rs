@@ -91,8 +91,17 @@ fn job_metrics_pass_promtool_and_move() {
         "flowcast_forecast_failed_batches_total",
         // The persistence model of this job can answer a batch in under a microsecond.
         "flowcast_forecast_inference_seconds_total",
-        "flowcast_kafka_sink_failed_records_total",
-        "flowcast_kafka_sink_backpressure_waits_total",
+        // One metric set for every sink: the Kafka sinks of this job expose it all.
+        "flowcast_sink_failed_records_total",
+        "flowcast_sink_backpressure_waits_total",
+        "flowcast_sink_dead_letter_records_total",
+        "flowcast_sink_queued_records",
+        "flowcast_sink_requests_total",
+        "flowcast_sink_request_seconds_count",
+        "flowcast_sink_circuit_opened_total",
+        "flowcast_sink_circuit_open",
+        "flowcast_sink_connects_total",
+        "flowcast_sink_connection_errors_total",
     ];
     let moving = [
         "flowcast_source_records_total",
@@ -101,8 +110,8 @@ fn job_metrics_pass_promtool_and_move() {
         "flowcast_window_watermark_seconds",
         "flowcast_forecast_predictions_total",
         "flowcast_forecast_inference_batches_total",
-        "flowcast_kafka_sink_delivered_records_total",
-        "flowcast_kafka_sink_window_to_send_seconds_count",
+        "flowcast_sink_delivered_records_total",
+        "flowcast_sink_window_to_send_seconds_count",
     ];
     for name in present_only.iter().chain(&moving) {
         assert!(
@@ -133,7 +142,7 @@ fn job_metrics_pass_promtool_and_move() {
         );
     }
     assert!(
-        later.contains("flowcast_kafka_sink_window_to_send_seconds_bucket{")
+        later.contains("flowcast_sink_window_to_send_seconds_bucket{")
             && later.contains("le=\"+Inf\""),
         "the latency histogram has cumulative buckets"
     );

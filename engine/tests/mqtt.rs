@@ -156,14 +156,8 @@ fn device_mode_delivers_every_prediction_through_mosquitto() {
     .expect("every prediction reached the subscriber");
     let got: Vec<_> = got.keys().filter(|k| want_set.contains_key(k)).collect();
     assert_eq!(got.len(), want_set.len(), "every prediction, values intact");
-    // This job's connections only: other tests' jobs share the process's registry.
-    let this_job = format!("flowcast_job=\"{name}\"");
-    let job_connects = metrics::render()
-        .lines()
-        .filter(|l| l.starts_with("flowcast_mqtt_connects_total") && l.contains("mode=\"device\""))
-        .filter(|l| l.contains(&this_job))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum::<u64>();
+    // This job's MQTT connections only: other tests' jobs share the process's registry.
+    let job_connects = metrics::sink_total("flowcast_sink_connects_total", &name, "mqtt");
     assert_eq!(job_connects, 3, "one connection per device");
     let tokens: Vec<String> = toks.into_iter().map(|(_, t)| t).collect();
     assert_no_token_leaks(&tokens);

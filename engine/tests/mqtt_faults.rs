@@ -83,11 +83,18 @@ fn a_broken_connection_reconnects_and_loses_nothing() {
             .map(|(ts, v)| (ts, v["observed_temperature"].to_string()))
             .collect()
     };
-    let mut d =
-        MqttDelivery::start(&c, &ClientSettings::new(&brokers), &dead, &job, 0).expect("start");
+    let mut d = MqttDelivery::start(
+        &c,
+        &ClientSettings::new(&brokers),
+        &dead,
+        &job,
+        "sink-0:mqtt",
+        0,
+    )
+    .expect("start");
     for i in 0..10 {
         for k in 0..2 {
-            d.submit(prediction(k, i));
+            d.submit(u64::from(i) * 2 + k as u64, prediction(k, i));
         }
     }
     poll_for(Duration::from_secs(20), || {
@@ -97,28 +104,29 @@ fn a_broken_connection_reconnects_and_loses_nothing() {
 
     // The connection breaks; 20 more predictions come, more than the sink may buffer. The
     // sink must block during the cut, not merely have blocked at some point before it.
-    let waits_before = metrics::total("flowcast_mqtt_backpressure_waits_total", &job);
+    let waits_before = metrics::sink_total("flowcast_sink_backpressure_waits_total", &job, "mqtt");
     proxy.cut();
     let feed = prediction.clone();
     let feeder = std::thread::spawn(move || {
         let prediction = feed;
         for i in 10..20 {
             for k in 0..2 {
-                d.submit(prediction(k, i));
+                d.submit(u64::from(i) * 2 + k as u64, prediction(k, i));
             }
         }
         d
     });
     poll_for(Duration::from_secs(20), || {
-        (metrics::total("flowcast_mqtt_connection_errors_total", &job) >= 2).then_some(())
+        (metrics::sink_total("flowcast_sink_connection_errors_total", &job, "mqtt") >= 2)
+            .then_some(())
     })
     .expect("reconnects fail while the link is down");
     poll_for(Duration::from_secs(20), || {
-        (metrics::total("flowcast_mqtt_backpressure_waits_total", &job) > waits_before)
+        (metrics::sink_total("flowcast_sink_backpressure_waits_total", &job, "mqtt") > waits_before)
             .then_some(())
     })
     .expect("the feeder blocks at the bound");
-    assert!(metrics::total("flowcast_mqtt_queued_records", &job) <= 8);
+    assert!(metrics::sink_total("flowcast_sink_queued_records", &job, "mqtt") <= 8);
     proxy.heal();
     let mut d = feeder.join().expect("feeder");
     d.finish();
@@ -151,8 +159,15 @@ fn refused_credentials_send_the_predictions_to_the_dead_letter_topic() {
     let job = flowcast_tests::unique_topic("mqttauth");
     let dead = format!("{job}-dead");
     kafka::create_topic(&brokers, &dead, 1);
-    let mut d =
-        MqttDelivery::start(&c, &ClientSettings::new(&brokers), &dead, &job, 0).expect("start");
+    let mut d = MqttDelivery::start(
+        &c,
+        &ClientSettings::new(&brokers),
+        &dead,
+        &job,
+        "sink-0:mqtt",
+        0,
+    )
+    .expect("start");
     let mut sent = Vec::new();
     for i in 0..5 {
         let p: Prediction = serde_json::from_value(serde_json::json!({"device": "pi-x",
@@ -162,7 +177,7 @@ fn refused_credentials_send_the_predictions_to_the_dead_letter_topic() {
             "model": "m"}))
         .expect("prediction");
         sent.push(p.clone());
-        d.submit(p);
+        d.submit(sent.len() as u64, p);
     }
     d.finish();
     let records = kafka::read_all(&brokers, &dead);
@@ -178,7 +193,7 @@ fn refused_credentials_send_the_predictions_to_the_dead_letter_topic() {
     got.sort_by(|a, b| a.window_end.total_cmp(&b.window_end));
     assert_eq!(got, sent);
     assert_eq!(
-        metrics::total("flowcast_mqtt_dead_letter_records_total", &job),
+        metrics::sink_total("flowcast_sink_dead_letter_records_total", &job, "mqtt"),
         5
     );
     assert_no_token_leaks(&[token]);

@@ -371,7 +371,7 @@ fn mqtt_tls_failures_are_errors_never_plaintext() {
     assert!(log.contains("no plaintext fallback"));
     until("TLS errors counted", Duration::from_secs(30), || {
         exposition::scrape(port)
-            .is_some_and(|t| series_total(&t, "flowcast_mqtt_tls_errors_total", &job.name) >= 2.0)
+            .is_some_and(|t| series_total(&t, "flowcast_sink_tls_errors_total", &job.name) >= 2.0)
     });
     let dead = format!("{}-dead", job.name);
     let refused = poll_for(Duration::from_secs(30), || {

@@ -179,16 +179,26 @@ fn thingsboard_down_mid_stream_loses_nothing() {
 
     // ThingsBoard goes down; twenty more minutes of data arrive. Backpressure counted
     // during the warm-up does not count: the sink must block during the outage.
-    let waits_before = metrics::total("flowcast_thingsboard_backpressure_waits_total", &name);
+    let waits_before = metrics::sink_total(
+        "flowcast_sink_backpressure_waits_total",
+        &name,
+        "thingsboard",
+    );
     tb.outage();
     kafka::produce(&brokers, &topic, &readings(&devices, 600, 1800));
     until("the circuit to open", Duration::from_secs(60), || {
-        metrics::total("flowcast_thingsboard_circuit_open", &name) > 0
+        metrics::sink_total("flowcast_sink_circuit_open", &name, "thingsboard") > 0
     });
     until(
         "the sink's queue to fill during the outage (backpressure)",
         Duration::from_secs(60),
-        || metrics::total("flowcast_thingsboard_backpressure_waits_total", &name) > waits_before,
+        || {
+            metrics::sink_total(
+                "flowcast_sink_backpressure_waits_total",
+                &name,
+                "thingsboard",
+            ) > waits_before
+        },
     );
     assert_eq!(tb.latest().len(), 24, "nothing arrives while down");
 
@@ -217,13 +227,17 @@ fn thingsboard_down_mid_stream_loses_nothing() {
         tb.accepted().iter().all(|t| t.client_ts),
         "every entry carries the client's ts"
     );
-    assert!(metrics::total("flowcast_thingsboard_circuit_opened_total", &name) >= 1);
+    assert!(metrics::sink_total("flowcast_sink_circuit_opened_total", &name, "thingsboard") >= 1);
     assert_eq!(
-        metrics::total("flowcast_thingsboard_circuit_open", &name),
+        metrics::sink_total("flowcast_sink_circuit_open", &name, "thingsboard"),
         0
     );
     assert_eq!(
-        metrics::total("flowcast_thingsboard_dead_letter_records_total", &name),
+        metrics::sink_total(
+            "flowcast_sink_dead_letter_records_total",
+            &name,
+            "thingsboard"
+        ),
         0
     );
     let refs: Vec<&str> = toks.iter().map(String::as_str).collect();
@@ -385,7 +399,7 @@ fn the_bridge_commits_only_what_was_delivered() {
     kafka::produce(&brokers, &topic, &batch(25, 50));
     let job = format!("tb-bridge-{group}");
     until("the circuit to open", Duration::from_secs(30), || {
-        metrics::total("flowcast_thingsboard_circuit_open", &job) > 0
+        metrics::sink_total("flowcast_sink_circuit_open", &job, "thingsboard") > 0
     });
     stop.store(true, Ordering::SeqCst);
     let s1 = run1.join().expect("bridge thread").expect("bridge run 1");
@@ -460,6 +474,7 @@ fn bursts_of_5xx_and_timeouts_are_retried_and_a_replay_overwrites() {
         &ClientSettings::new(&brokers),
         &format!("{job}-dead"),
         &job,
+        "sink-0:thingsboard",
         0,
     )
     .expect("start");
@@ -498,7 +513,7 @@ fn bursts_of_5xx_and_timeouts_are_retried_and_a_replay_overwrites() {
     tb.set_latency(Duration::from_millis(500));
     submit(10, 12);
     until("timeouts", Duration::from_secs(30), || {
-        metrics::total("flowcast_thingsboard_requests_total", &job) > 10
+        metrics::sink_total("flowcast_sink_requests_total", &job, "thingsboard") > 10
             && tb.accepted().len() > tb.latest().len()
     });
     tb.set_latency(Duration::ZERO);

@@ -215,6 +215,7 @@ pub fn run_bridge(cfg: &BridgeConfig, shutdown: Arc<AtomicBool>) -> anyhow::Resu
         &cfg.kafka,
         &cfg.dead_letter_topic,
         &job,
+        "tb-bridge",
         0,
     )?;
     let malformed_dl = KafkaDeadLetters::new(

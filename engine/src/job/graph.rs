@@ -19,7 +19,7 @@ use crate::dataflow::source_state::{SourcePositions, source_id, source_positions
 use crate::dataflow::window::{TumblingWindow, WindowConfig};
 use crate::kafka::ClientSettings;
 use crate::lifecycle::{JobContext, JobControl, Signal, WorkerState, control_stream};
-use crate::sinks::kafka::KafkaSink;
+use crate::sinks::kafka::kafka_sink;
 use crate::sinks::{self, SinkContext};
 use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
@@ -107,6 +107,14 @@ pub fn build(
         .broadcast();
     let ctx = JobContext { signals, state };
     source_positions(src.progress, &spec.source.topic, &ctx);
+    let sink_ctx = SinkContext {
+        job: spec.name.clone(),
+        kafka: settings.clone(),
+        dead_letter_topic: spec.dead_letter_topic.clone(),
+        failure: Arc::clone(&plan.failure),
+        shutdown: Arc::clone(&plan.shutdown),
+        key_groups: ctx.state.key_groups(),
+    };
     let window_ms = spec.window.length.as_millis() as i64;
     let ttl_ms = spec.state.ttl.as_millis() as i64;
     let (windows, late, refused) = src.readings.tumbling_window(
@@ -120,20 +128,16 @@ pub fn build(
         },
         &ctx,
     );
-    src.dead.concat(refused).kafka_sink(
+    let dead_letters = (&settings, spec.dead_letter_topic.as_str());
+    kafka_sink(
+        src.dead.concat(refused),
         "dead-letters",
-        &settings,
-        &spec.dead_letter_topic,
-        Arc::clone(&plan.failure),
+        dead_letters,
+        &sink_ctx,
         &ctx,
     );
-    late.kafka_sink(
-        "late-data",
-        &settings,
-        &spec.late_data_topic,
-        Arc::clone(&plan.failure),
-        &ctx,
-    );
+    let late_data = (&settings, spec.late_data_topic.as_str());
+    kafka_sink(late, "late-data", late_data, &sink_ctx, &ctx);
     let sequences =
         windows.last_windows(&spec.name, spec.sequence.length, (ttl_ms, window_ms), &ctx);
 
@@ -143,17 +147,8 @@ pub fn build(
             // of its last N windows) goes to the Kafka sinks (the spec refuses others).
             for (i, sink) in spec.sinks.iter().enumerate() {
                 if let SinkSpec::Kafka(k) = sink {
-                    let s = k
-                        .brokers
-                        .as_ref()
-                        .map_or_else(|| settings.clone(), ClientSettings::new);
-                    sequences.clone().kafka_sink(
-                        &sink.operator_id(i),
-                        &s,
-                        &k.topic,
-                        Arc::clone(&plan.failure),
-                        &ctx,
-                    );
+                    let to = (&k.settings(&settings), k.topic.as_str());
+                    kafka_sink(sequences.clone(), &sink.operator_id(i), to, &sink_ctx, &ctx);
                 }
             }
             return;
@@ -171,13 +166,6 @@ pub fn build(
         }
     };
     let predictions = sequences.forecast(&spec.name, model, max_batch, window_ms, &ctx);
-    let sink_ctx = SinkContext {
-        job: spec.name.clone(),
-        kafka: settings.clone(),
-        dead_letter_topic: spec.dead_letter_topic.clone(),
-        failure: Arc::clone(&plan.failure),
-        shutdown: Arc::clone(&plan.shutdown),
-    };
     for (i, sink) in spec.sinks.iter().enumerate() {
         sinks::attach(i, sink, predictions.clone(), &sink_ctx, &ctx);
     }

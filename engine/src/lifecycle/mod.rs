@@ -178,8 +178,10 @@ pub trait Operator: 'static {
         let _ = (ctx, out);
     }
 
-    /// Writes the operator's state as of the end of `ctx.epoch`. Sinks deliver what they
-    /// hold before returning (at-least-once: a snapshot never covers undelivered output).
+    /// Writes the operator's state as of the end of `ctx.epoch`. A sink either delivers
+    /// what it holds before returning (Kafka: a flush) or writes what it has not delivered
+    /// into the snapshot to deliver again after a restore (ThingsBoard, MQTT): at-least-once
+    /// either way, a snapshot never loses undelivered output.
     ///
     /// # Errors
     /// When the state cannot be encoded.

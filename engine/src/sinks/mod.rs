@@ -1,32 +1,95 @@
-//! Sinks of predictions. Each sink is a folder here with its config struct and its
-//! operator on the lifecycle ([`crate::lifecycle::Operator`]); adding one is a folder
-//! plus one line in [`SinkSpec`] and one in [`attach`].
+//! Sinks of predictions. Each sink is a folder here with its config struct, which
+//! implements [`Sink`] (its `type` name, its checks, and the operator on the lifecycle,
+//! [`crate::lifecycle::Operator`], it runs on each worker). Adding a sink is that folder
+//! plus **one line** in the registry below: [`stdout`] is the smallest example, a config,
+//! an operator, the `Sink` impl, and the line `Stdout(stdout::StdoutSinkConfig)`. A sink
+//! that delivers to a server builds on [`util`]: its delivery engine implements
+//! [`util::operator::Deliver`] and [`util::operator::DeliveryOperator`] is its operator.
 //!
 //! - [`kafka`]: a Kafka topic (also used for dead letters and late records)
 //! - [`stdout`]: JSON lines on standard output
 //! - [`thingsboard`]: ThingsBoard's device HTTP API
 //! - [`mqtt`]: ThingsBoard's MQTT device or gateway API
-//! - [`util`]: what sinks share (breaker and backoff, tokens, dead letters, telemetry payloads)
+//! - [`util`]: what sinks share: the bounded queue, backoff and breaker, tokens, dead
+//!   letters, payloads and the one prediction encoder, one metric set, internal events
 
-pub mod kafka;
-pub mod mqtt;
-pub mod stdout;
-pub mod thingsboard;
 pub mod util;
 
 use crate::dataflow::Epoch;
 use crate::kafka::ClientSettings;
-use crate::lifecycle::JobContext;
+use crate::lifecycle::{JobContext, KeyGroups, Operator, lifecycle};
 use flowcast_operators::Prediction;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Pipeline;
 
-/// One sink of a job, selected by `type` in the job spec's `[[sinks]]` tables.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "type")]
-pub enum SinkSpec {
+/// A sink type: what its `[[sinks]]` table is called, how it is checked, and the operator
+/// (on the lifecycle) it runs on each worker.
+pub trait Sink {
+    /// The `type = "..."` of its table (also the metrics' `sink` label).
+    const KIND: &'static str;
+    /// The operator that takes the predictions.
+    type Operator: Operator<In = Prediction, Out = ()>;
+
+    /// Checks the settings (ranges, combinations); the message names the key.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// The sink's operator `id` on `worker`; a sink that cannot start reports it through
+    /// [`SinkContext::started`].
+    fn operator(&self, id: &str, ctx: &SinkContext, worker: usize) -> Self::Operator;
+}
+
+/// The registry: one line per sink type. It declares the module and makes the variant of
+/// [`SinkSpec`] (selected by `type` in the job spec's `[[sinks]]` tables).
+macro_rules! sinks {
+    ($($(#[$doc:meta])* $variant:ident($module:ident::$config:ident),)*) => {
+        $(pub mod $module;)*
+
+        /// One sink of a job, selected by `type` in the job spec's `[[sinks]]` tables.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case", tag = "type")]
+        pub enum SinkSpec {
+            $($(#[$doc])* $variant($module::$config),)*
+        }
+
+        impl SinkSpec {
+            /// The sink's type name (`kafka`, `thingsboard`, …).
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(SinkSpec::$variant(_) => <$module::$config as Sink>::KIND,)*
+                }
+            }
+
+            /// Checks the sink's settings (ranges, combinations); the message names the key.
+            pub fn validate(&self) -> Result<(), String> {
+                match self {
+                    $(SinkSpec::$variant(c) => c.validate(),)*
+                }
+            }
+
+            fn attach_as<'s>(
+                &self,
+                id: &str,
+                predictions: StreamVec<'s, Epoch, Prediction>,
+                ctx: &SinkContext,
+                job: &JobContext<'s>,
+            ) {
+                let worker = job.state.index();
+                match self {
+                    $(SinkSpec::$variant(c) => {
+                        lifecycle(predictions, Pipeline, job, c.operator(id, ctx, worker));
+                    })*
+                }
+            }
+        }
+    };
+}
+
+sinks! {
     /// A Kafka topic.
     Kafka(kafka::KafkaSinkConfig),
     /// Standard output.
@@ -35,17 +98,6 @@ pub enum SinkSpec {
     Thingsboard(thingsboard::ThingsBoardSinkConfig),
     /// ThingsBoard's MQTT API (device or gateway).
     Mqtt(mqtt::MqttSinkConfig),
-}
-
-impl SinkSpec {
-    /// Checks the sink's settings (ranges, combinations); the message names the key.
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            SinkSpec::Thingsboard(c) => c.validate(),
-            SinkSpec::Mqtt(c) => c.validate(),
-            SinkSpec::Kafka(_) | SinkSpec::Stdout(_) => Ok(()),
-        }
-    }
 }
 
 /// What every sink may need from the job.
@@ -61,18 +113,36 @@ pub struct SinkContext {
     pub failure: Arc<Mutex<Option<String>>>,
     /// Set to stop the job (a sink that cannot work at all).
     pub shutdown: Arc<AtomicBool>,
+    /// The job's key groups (sinks snapshot undelivered output by them).
+    pub key_groups: KeyGroups,
+}
+
+impl SinkContext {
+    /// The one start-failure path of every sink: a sink that cannot start (bad settings,
+    /// no tokens, no producer) logs why, records it as the job's failure and stops the job;
+    /// its operator then passes records through to nothing while the job winds down.
+    pub fn started<T, E: std::fmt::Display>(&self, id: &str, r: Result<T, E>) -> Option<T> {
+        match r {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let msg = format!("cannot start sink {id}: {e}");
+                tracing::error!(job = %self.job, "{msg}");
+                self.failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(msg);
+                self.shutdown
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                None
+            }
+        }
+    }
 }
 
 impl SinkSpec {
     /// The sink's stable operator id: its place in the job's `[[sinks]]` list and its type.
     pub fn operator_id(&self, index: usize) -> String {
-        let kind = match self {
-            SinkSpec::Kafka(_) => "kafka",
-            SinkSpec::Stdout(_) => "stdout",
-            SinkSpec::Thingsboard(_) => "thingsboard",
-            SinkSpec::Mqtt(_) => "mqtt",
-        };
-        format!("sink-{index}:{kind}")
+        format!("sink-{index}:{}", self.kind())
     }
 }
 
@@ -84,11 +154,5 @@ pub fn attach<'s>(
     ctx: &SinkContext,
     job: &JobContext<'s>,
 ) {
-    let id = spec.operator_id(index);
-    match spec {
-        SinkSpec::Kafka(c) => kafka::attach(&id, c, predictions, ctx, job),
-        SinkSpec::Stdout(_) => stdout::attach(&id, predictions, job),
-        SinkSpec::Thingsboard(c) => thingsboard::attach(&id, c, predictions, ctx, job),
-        SinkSpec::Mqtt(c) => mqtt::attach(&id, c, predictions, ctx, job),
-    }
+    spec.attach_as(&spec.operator_id(index), predictions, ctx, job);
 }

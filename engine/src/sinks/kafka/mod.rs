@@ -12,13 +12,16 @@
 use crate::dataflow::{DeadLetter, Epoch, LateRecord};
 use crate::kafka::ClientSettings;
 use crate::lifecycle::{EpochContext, JobContext, Operator, StateError, StateWriter, lifecycle};
-use crate::metrics;
+use crate::sinks::util::dead_letter::{self, DeadLetterMeta, Origin, header};
+use crate::sinks::util::events::{BackpressureWait, DeliveryFailed, SinkEvent};
+use crate::sinks::util::metrics::SinkMetrics;
+use crate::sinks::{Sink, SinkContext};
 use flowcast_operators::Prediction;
 use flowcast_operators::event_time::to_secs;
 use flowcast_operators::sequence::Sequence;
 use flowcast_operators::window::WindowResult;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, Message};
 use std::sync::{Arc, Mutex};
@@ -37,20 +40,16 @@ pub trait KafkaRecord {
         None
     }
     /// Whether the sink measures window close → hand-off latency for this record type.
-    fn tracks_latency() -> bool {
-        false
-    }
+    const TRACKS_LATENCY: bool = false;
 }
 
 impl KafkaRecord for Prediction {
-    fn tracks_latency() -> bool {
-        true
-    }
+    const TRACKS_LATENCY: bool = true;
     fn key(&self) -> Option<&[u8]> {
         Some(self.device.as_bytes())
     }
     fn value(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        crate::sinks::util::payload::prediction_json(self)
     }
 }
 
@@ -75,9 +74,7 @@ impl KafkaRecord for WindowResult {
 /// A full sequence without a model (the streaming part alone, for benchmarks): the newest
 /// window's means and the mean of the whole sequence.
 impl KafkaRecord for Sequence {
-    fn tracks_latency() -> bool {
-        true
-    }
+    const TRACKS_LATENCY: bool = true;
     fn key(&self) -> Option<&[u8]> {
         Some(self.device.as_bytes())
     }
@@ -99,78 +96,34 @@ impl KafkaRecord for Sequence {
     }
 }
 
-fn header(h: OwnedHeaders, key: &str, value: &str) -> OwnedHeaders {
-    h.insert(Header {
-        key,
-        value: Some(value),
-    })
-}
-
-/// Dead letters keep the original key and bytes as the message; the reason and origin
-/// ride in headers (`flowcast.reason`, `flowcast.detail`, `flowcast.topic`,
-/// `flowcast.partition`, `flowcast.offset`), as Kafka Connect's dead-letter queues do.
-///
-/// A record too big to forward whole (it may be why it was refused) is cut to what any
-/// broker accepts — key to [`DEAD_LETTER_MAX_KEY`], value to [`DEAD_LETTER_MAX_VALUE`],
-/// detail to [`DEAD_LETTER_MAX_DETAIL`] bytes — and says so: `flowcast.truncated` names
-/// what was cut, `flowcast.original-size` / `flowcast.original-key-size` give the sizes.
+/// Dead letters keep the original key and bytes as the message; why and where from ride
+/// in the one header scheme of every dead letter of the engine ([`dead_letter`]), cut to
+/// what any broker accepts and saying so.
 impl KafkaRecord for DeadLetter {
     fn key(&self) -> Option<&[u8]> {
-        self.key
-            .as_deref()
-            .map(|k| &k[..k.len().min(DEAD_LETTER_MAX_KEY)])
+        self.key.as_deref().map(dead_letter::cut_key)
     }
     fn value(&self) -> Vec<u8> {
-        self.payload[..self.payload.len().min(DEAD_LETTER_MAX_VALUE)].to_vec()
+        dead_letter::cut_value(&self.payload).to_vec()
     }
     fn headers(&self) -> Option<OwnedHeaders> {
-        let h = header(
-            OwnedHeaders::new_with_capacity(8),
-            "flowcast.reason",
-            self.reason,
-        );
-        let h = header(
-            h,
-            "flowcast.detail",
-            truncate_str(&self.detail, DEAD_LETTER_MAX_DETAIL),
-        );
-        let h = header(h, "flowcast.topic", &self.topic);
-        let h = header(h, "flowcast.partition", &self.partition.to_string());
-        let mut h = header(h, "flowcast.offset", &self.offset.to_string());
-        let key_len = self.key.as_ref().map_or(0, Vec::len);
-        let mut cut = Vec::new();
-        if key_len > DEAD_LETTER_MAX_KEY {
-            cut.push("key");
-            h = header(h, "flowcast.original-key-size", &key_len.to_string());
-        }
-        if self.payload.len() > DEAD_LETTER_MAX_VALUE {
-            cut.push("value");
-            h = header(h, "flowcast.original-size", &self.payload.len().to_string());
-        }
-        if !cut.is_empty() {
-            h = header(h, "flowcast.truncated", &cut.join(","));
-        }
-        Some(h)
+        let meta = DeadLetterMeta {
+            reason: self.reason,
+            detail: &self.detail,
+            origin: Some(Origin {
+                topic: &self.topic,
+                partition: self.partition,
+                offset: self.offset,
+            }),
+            sink: None,
+            status: None,
+        };
+        Some(dead_letter::headers(
+            &meta,
+            self.key.as_ref().map_or(0, Vec::len),
+            self.payload.len(),
+        ))
     }
-}
-
-/// The largest dead-letter value forwarded whole, bytes (well under Kafka's 1 MiB default).
-pub const DEAD_LETTER_MAX_VALUE: usize = 256 * 1024;
-/// The largest dead-letter key forwarded whole, bytes.
-pub const DEAD_LETTER_MAX_KEY: usize = 4 * 1024;
-/// The longest `flowcast.detail` header, bytes.
-pub const DEAD_LETTER_MAX_DETAIL: usize = 1024;
-
-/// `s` cut to at most `max` bytes at a character boundary.
-fn truncate_str(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Late records carry the reading as JSON and their origin, window and watermark in headers.
@@ -202,33 +155,43 @@ impl KafkaRecord for LateRecord {
 }
 
 /// Counts deliveries and remembers a permanent failure.
-struct SinkContext {
-    delivered: metrics::Counter,
-    failed: metrics::Counter,
+#[derive(Clone)]
+struct ProducerStats {
+    metrics: SinkMetrics,
     failure: Arc<Mutex<Option<String>>>,
     topic: String,
 }
 
-impl ClientContext for SinkContext {}
+impl ProducerStats {
+    /// `records` failed for good: counted, logged, and the job's failure.
+    fn fail(&self, records: usize, msg: String) {
+        DeliveryFailed {
+            records,
+            message: &msg,
+        }
+        .emit(&self.metrics);
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(msg);
+    }
+}
 
-impl ProducerContext for SinkContext {
+impl ClientContext for ProducerStats {}
+
+impl ProducerContext for ProducerStats {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => self.delivered.inc(),
-            Err((e, m)) => {
-                self.failed.inc();
-                let msg = format!(
+            Ok(_) => self.metrics.delivered.inc(),
+            Err((e, m)) => self.fail(
+                1,
+                format!(
                     "delivery to {} partition {} failed for good: {e}",
                     self.topic,
                     m.partition()
-                );
-                tracing::error!("{msg}");
-                self.failure
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(msg);
-            }
+                ),
+            ),
         }
     }
 }
@@ -239,10 +202,8 @@ impl ProducerContext for SinkContext {
 pub struct KafkaSinkOperator<D> {
     id: String,
     topic: String,
-    producer: Option<ThreadedProducer<SinkContext>>,
-    failure: Arc<Mutex<Option<String>>>,
-    latency: metrics::Histogram,
-    queue_full: metrics::Counter,
+    producer: Option<ThreadedProducer<ProducerStats>>,
+    stats: ProducerStats,
     _records: std::marker::PhantomData<fn(D)>,
 }
 
@@ -256,75 +217,38 @@ impl<D> std::fmt::Debug for KafkaSinkOperator<D> {
 }
 
 impl<D: KafkaRecord> KafkaSinkOperator<D> {
-    /// A sink `id` writing to `topic` on worker `worker`; a permanent delivery failure is
-    /// stored in `failure`.
+    /// A sink `id` writing to `topic` with `settings` on worker `worker`; a producer that
+    /// cannot be created fails the job through [`SinkContext::started`], a permanent
+    /// delivery failure is stored as the job's failure.
     pub fn new(
         id: &str,
-        job: &str,
         settings: &ClientSettings,
         topic: &str,
-        failure: Arc<Mutex<Option<String>>>,
+        ctx: &SinkContext,
         worker: usize,
     ) -> Self {
-        let index = worker.to_string();
-        let labels = [("job", job), ("topic", topic), ("worker", index.as_str())];
-        let ctx = SinkContext {
-            delivered: metrics::counter(
-                "flowcast_kafka_sink_delivered_records_total",
-                "Records acknowledged by Kafka",
-                &labels,
-            ),
-            failed: metrics::counter(
-                "flowcast_kafka_sink_failed_records_total",
-                "Records Kafka refused for good",
-                &labels,
-            ),
-            failure: Arc::clone(&failure),
+        let stats = ProducerStats {
+            metrics: SinkMetrics::new(&ctx.job, KafkaSinkConfig::KIND, id, worker),
+            failure: Arc::clone(&ctx.failure),
             topic: topic.to_owned(),
         };
-        let latency = metrics::histogram(
-            "flowcast_window_to_sink_seconds",
-            "Window close to hand-off to the Kafka producer",
-            &labels,
-        );
-        let queue_full = metrics::counter(
-            "flowcast_kafka_sink_backpressure_waits_total",
-            "Sends that waited for room",
-            &labels,
-        );
         let mut cfg = settings.client_config();
-        let producer: Result<ThreadedProducer<SinkContext>, KafkaError> =
+        let producer: Result<ThreadedProducer<ProducerStats>, KafkaError> =
             crate::kafka::config::idempotent_producer(&mut cfg)
                 .set("compression.type", "lz4")
-                .set("client.id", format!("flowcast-{job}-sink"))
-                .create_with_context(ctx);
-        let producer = match producer {
-            Ok(p) => Some(p),
-            Err(e) => {
-                failure
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(format!("cannot create a producer for {topic}: {e}"));
-                None
-            }
-        };
+                .set("client.id", format!("flowcast-{}-sink", ctx.job))
+                .create_with_context(stats.clone());
         KafkaSinkOperator {
             id: id.to_owned(),
             topic: topic.to_owned(),
-            producer,
-            failure,
-            latency,
-            queue_full,
+            producer: ctx.started(id, producer),
+            stats,
             _records: std::marker::PhantomData,
         }
     }
 
     fn fail(&self, msg: String) {
-        tracing::error!("{msg}");
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(msg);
+        self.stats.fail(0, msg);
     }
 
     /// Waits until Kafka acknowledged every record handed over.
@@ -346,10 +270,10 @@ impl<D: KafkaRecord + Clone + 'static> Operator for KafkaSinkOperator<D> {
     }
 
     fn on_records(&mut self, ctx: &EpochContext, records: Vec<D>, _: &mut Vec<()>) {
-        if D::tracks_latency()
+        if D::TRACKS_LATENCY
             && let Some(elapsed) = crate::dataflow::latency::since_fired(ctx.epoch)
         {
-            self.latency.observe_us(elapsed.as_micros() as u64);
+            self.stats.metrics.window_to_send.observe(elapsed);
         }
         let Some(producer) = &self.producer else {
             return;
@@ -364,11 +288,15 @@ impl<D: KafkaRecord + Clone + 'static> Operator for KafkaSinkOperator<D> {
             if let Some(h) = rec.headers() {
                 record = record.headers(h);
             }
+            let mut waited = false;
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        self.queue_full.inc();
+                        if !waited {
+                            BackpressureWait.emit(&self.stats.metrics);
+                            waited = true;
+                        }
                         record = back;
                         std::thread::sleep(Duration::from_millis(1));
                     }
@@ -391,33 +319,17 @@ impl<D: KafkaRecord + Clone + 'static> Operator for KafkaSinkOperator<D> {
     }
 }
 
-/// Writes a stream to a Kafka topic.
-pub trait KafkaSink<'s> {
-    /// Produces every record to `topic` as sink `id`; flushes on snapshots and when the
-    /// stream ends. A permanent delivery failure is stored in `failure`.
-    fn kafka_sink(
-        self,
-        id: &str,
-        settings: &ClientSettings,
-        topic: &str,
-        failure: Arc<Mutex<Option<String>>>,
-        ctx: &JobContext<'s>,
-    );
-}
-
-impl<'s, D: KafkaRecord + Clone + 'static> KafkaSink<'s> for StreamVec<'s, Epoch, D> {
-    fn kafka_sink(
-        self,
-        id: &str,
-        settings: &ClientSettings,
-        topic: &str,
-        failure: Arc<Mutex<Option<String>>>,
-        ctx: &JobContext<'s>,
-    ) {
-        let op =
-            KafkaSinkOperator::<D>::new(id, ctx.job(), settings, topic, failure, ctx.state.index());
-        lifecycle(self, Pipeline, ctx, op);
-    }
+/// Writes `stream` to the Kafka topic `topic` as sink `id`; flushes on snapshots and when
+/// the stream ends. Failures go to the job through `ctx`.
+pub fn kafka_sink<'s, D: KafkaRecord + Clone + 'static>(
+    stream: StreamVec<'s, Epoch, D>,
+    id: &str,
+    (settings, topic): (&ClientSettings, &str),
+    ctx: &SinkContext,
+    job: &JobContext<'s>,
+) {
+    let op = KafkaSinkOperator::<D>::new(id, settings, topic, ctx, job.state.index());
+    lifecycle(stream, Pipeline, job, op);
 }
 
 /// `type = "kafka"`: a Kafka topic, key = device id, value = prediction JSON.
@@ -431,17 +343,20 @@ pub struct KafkaSinkConfig {
     pub brokers: Option<String>,
 }
 
-/// Attaches a Kafka sink of predictions as operator `id`.
-pub fn attach<'s>(
-    id: &str,
-    c: &KafkaSinkConfig,
-    predictions: StreamVec<'s, Epoch, Prediction>,
-    ctx: &super::SinkContext,
-    job: &JobContext<'s>,
-) {
-    let settings = c
-        .brokers
-        .as_ref()
-        .map_or_else(|| ctx.kafka.clone(), ClientSettings::new);
-    predictions.kafka_sink(id, &settings, &c.topic, Arc::clone(&ctx.failure), job);
+impl KafkaSinkConfig {
+    /// The cluster this sink writes to: its own `brokers`, or the source's.
+    pub fn settings(&self, source: &ClientSettings) -> ClientSettings {
+        self.brokers
+            .as_ref()
+            .map_or_else(|| source.clone(), ClientSettings::new)
+    }
+}
+
+impl Sink for KafkaSinkConfig {
+    const KIND: &'static str = "kafka";
+    type Operator = KafkaSinkOperator<Prediction>;
+
+    fn operator(&self, id: &str, ctx: &SinkContext, worker: usize) -> Self::Operator {
+        KafkaSinkOperator::new(id, &self.settings(&ctx.kafka), &self.topic, ctx, worker)
+    }
 }

@@ -25,6 +25,7 @@
 //! the broker's host name or IP address; a handshake that fails is an error and a retry,
 //! never a plaintext connection. Without one the sink speaks plaintext MQTT.
 
+use crate::sinks::util::defaults;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
@@ -81,19 +82,19 @@ pub struct MqttSinkConfig {
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: u16,
     /// Predictions per publish, at most (the array and gateway forms batch).
-    #[serde(default = "default_max_batch")]
+    #[serde(default = "defaults::max_batch")]
     pub max_batch: usize,
     /// Predictions queued per worker before the worker blocks (backpressure).
-    #[serde(default = "default_max_buffered")]
+    #[serde(default = "defaults::max_buffered")]
     pub max_buffered: usize,
     /// MQTT keep-alive.
     #[serde(default = "default_keep_alive", with = "humantime_serde")]
     pub keep_alive: Duration,
     /// First reconnect delay.
-    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    #[serde(default = "defaults::initial_backoff", with = "humantime_serde")]
     pub initial_backoff: Duration,
     /// Largest reconnect delay.
-    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    #[serde(default = "defaults::max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
     /// Topic for refused predictions; default: the job's dead-letter topic.
     #[serde(default)]
@@ -183,19 +184,7 @@ fn read_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, St
 fn default_max_in_flight() -> u16 {
     32
 }
-fn default_max_batch() -> usize {
-    100
-}
-fn default_max_buffered() -> usize {
-    10_000
-}
 fn default_keep_alive() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(200)
-}
-fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
 }
 
@@ -208,11 +197,11 @@ impl MqttSinkConfig {
             gateway: None,
             tokens_file: None,
             max_in_flight: default_max_in_flight(),
-            max_batch: default_max_batch(),
-            max_buffered: default_max_buffered(),
+            max_batch: defaults::max_batch(),
+            max_buffered: defaults::max_buffered(),
             keep_alive: default_keep_alive(),
-            initial_backoff: default_initial_backoff(),
-            max_backoff: default_max_backoff(),
+            initial_backoff: defaults::initial_backoff(),
+            max_backoff: defaults::max_backoff(),
             dead_letter_topic: None,
             password_file: None,
             tls: None,

@@ -14,7 +14,7 @@
 //!
 //! With a `tls` table the transport is TLS only: a failed handshake (a certificate the CA
 //! file does not vouch for, a plaintext port) is logged as an error, counted in
-//! `flowcast_mqtt_tls_errors_total` and retried with backoff, never answered by a
+//! `flowcast_sink_tls_errors_total` and retried with backoff, never answered by a
 //! plaintext connection. A broker that refuses the token or password is logged as an
 //! error and what is queued for that connection goes to the dead-letter topic.
 
@@ -77,13 +77,16 @@ pub async fn run(id: Identity, mut rx: UnboundedReceiver<Msg>, sh: Arc<MqttShare
             return;
         }
     };
+    // Beside the sink metric set (`sinks::util::metrics`), with its labels: only TLS
+    // connections have handshakes to fail.
     let worker = sh.worker.to_string();
     let tls_errors = metrics::counter(
-        "flowcast_mqtt_tls_errors_total",
-        "MQTT connection attempts whose TLS handshake failed",
+        "flowcast_sink_tls_errors_total",
+        "Connection attempts of a sink whose TLS handshake failed",
         &[
             ("job", &sh.job),
-            ("mode", cfg.mode.as_str()),
+            ("sink", sh.metrics.sink),
+            ("operator", &sh.metrics.operator),
             ("worker", &worker),
         ],
     );
@@ -150,14 +153,14 @@ pub async fn run(id: Identity, mut rx: UnboundedReceiver<Msg>, sh: Arc<MqttShare
                 }
                 Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                     if let Some(b) = handed.pop_front() {
-                        sh.metrics.publishes.inc();
                         written.insert(pkid, b);
                     }
                 }
                 Ok(Event::Incoming(Packet::PubAck(ack))) => {
                     if let Some(b) = written.remove(&ack.pkid) {
+                        sh.metrics.requests_ok.inc();
                         sh.metrics.delivered.add(b.len() as u64);
-                        sh.done(b.len());
+                        sh.done(b.iter().map(|m| m.seq));
                     }
                 }
                 Ok(_) => {}
@@ -273,7 +276,7 @@ async fn dead_letter(
     match written {
         Ok((Ok(()), batch)) => {
             sh.metrics.dead_letters.add(batch.len() as u64);
-            sh.done(batch.len());
+            sh.done(batch.iter().map(|m| m.seq));
         }
         Ok((Err(dl), batch)) => {
             tracing::error!(job = %sh.job, "cannot write dead letters ({dl}); will retry");

@@ -30,75 +30,20 @@ pub mod connection;
 pub use config::{MqttMode, MqttSinkConfig};
 
 use super::util::dead_letter::{DeadLetters, KafkaDeadLetters, Refusal, Refused};
+use super::util::events::{DeadLetterFailed, DeadLettered, DeliveryFailed, SinkEvent};
+use super::util::metrics::SinkMetrics;
+use super::util::operator::{Deliver, DeliveryOperator};
+use super::util::payload;
+use super::util::queue::Bound;
 use super::util::tokens::TokenStore;
-use crate::dataflow::Epoch;
+use super::{Sink, SinkContext};
 use crate::kafka::ClientSettings;
-use crate::lifecycle::{EpochContext, JobContext, Operator, StateError, StateWriter, lifecycle};
-use crate::metrics::{self, Counter};
 use connection::{Identity, Msg};
 use flowcast_operators::Prediction;
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
-use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Pipeline;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
-
-/// Metrics of one MQTT sink instance (labels: job, mode, worker).
-#[derive(Debug)]
-pub struct MqttMetrics {
-    delivered: Counter,
-    publishes: Counter,
-    connects: Counter,
-    connection_errors: Counter,
-    dead_letters: Counter,
-    queued: Counter,
-    backpressure: Counter,
-}
-
-impl MqttMetrics {
-    fn new(job: &str, mode: MqttMode, worker: &str) -> Self {
-        let l = [("job", job), ("mode", mode.as_str()), ("worker", worker)];
-        MqttMetrics {
-            delivered: metrics::counter(
-                "flowcast_mqtt_delivered_records_total",
-                "Predictions acknowledged by the MQTT broker (PUBACK)",
-                &l,
-            ),
-            publishes: metrics::counter(
-                "flowcast_mqtt_publishes_total",
-                "QoS 1 publishes written, retransmissions included",
-                &l,
-            ),
-            connects: metrics::counter(
-                "flowcast_mqtt_connects_total",
-                "MQTT connections established",
-                &l,
-            ),
-            connection_errors: metrics::counter(
-                "flowcast_mqtt_connection_errors_total",
-                "MQTT connection attempts or connections that failed",
-                &l,
-            ),
-            dead_letters: metrics::counter(
-                "flowcast_mqtt_dead_letter_records_total",
-                "Predictions written to the dead-letter topic",
-                &l,
-            ),
-            queued: metrics::gauge(
-                "flowcast_mqtt_queued_records",
-                "Predictions not yet acknowledged",
-                &l,
-            ),
-            backpressure: metrics::counter(
-                "flowcast_mqtt_backpressure_waits_total",
-                "Submissions that waited for room",
-                &l,
-            ),
-        }
-    }
-}
 
 /// What every connection task of one sink instance shares.
 #[derive(Debug)]
@@ -106,19 +51,21 @@ pub struct MqttShared {
     config: MqttSinkConfig,
     job: String,
     worker: usize,
-    metrics: MqttMetrics,
+    metrics: SinkMetrics,
     dead: Arc<KafkaDeadLetters>,
-    outstanding: Mutex<usize>,
-    room: Condvar,
+    bound: Bound,
+    completed: std::sync::Mutex<Vec<u64>>,
 }
 
 impl MqttShared {
-    /// `n` predictions are acknowledged or dead-lettered.
-    fn done(&self, n: usize) {
-        let mut o = self.outstanding.lock().unwrap_or_else(|p| p.into_inner());
-        *o = o.saturating_sub(n);
-        self.metrics.queued.set(*o as u64);
-        self.room.notify_all();
+    /// The predictions numbered `seqs` are acknowledged or dead-lettered.
+    fn done(&self, seqs: impl IntoIterator<Item = u64>) {
+        let mut c = self.completed.lock().unwrap_or_else(|p| p.into_inner());
+        let before = c.len();
+        c.extend(seqs);
+        let n = c.len() - before;
+        drop(c);
+        self.bound.done(n);
     }
 }
 
@@ -128,16 +75,17 @@ pub struct MqttDelivery {
     shared: Arc<MqttShared>,
     tx: Option<UnboundedSender<Msg>>,
     thread: Option<JoinHandle<()>>,
-    seq: u64,
 }
 
 impl MqttDelivery {
-    /// Loads tokens, creates the dead-letter producer and starts the runtime thread.
+    /// Loads tokens, creates the dead-letter producer and starts the runtime thread of
+    /// sink `operator` on `worker`.
     pub fn start(
         c: &MqttSinkConfig,
         kafka: &ClientSettings,
         dead_letter_topic: &str,
         job: &str,
+        operator: &str,
         worker: usize,
     ) -> Result<MqttDelivery, String> {
         c.validate()?;
@@ -159,14 +107,15 @@ impl MqttDelivery {
             topic,
             &format!("flowcast-{job}-mqtt-dead-letters"),
         )?);
+        let metrics = SinkMetrics::new(job, MqttSinkConfig::KIND, operator, worker);
         let shared = Arc::new(MqttShared {
             config: c.clone(),
             job: job.to_owned(),
             worker,
-            metrics: MqttMetrics::new(job, c.mode, &worker.to_string()),
+            bound: Bound::new(c.max_buffered, metrics.clone()),
+            completed: std::sync::Mutex::new(Vec::new()),
+            metrics,
             dead,
-            outstanding: Mutex::new(0),
-            room: Condvar::new(),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -178,51 +127,51 @@ impl MqttDelivery {
             .name(format!("mqtt-{worker}"))
             .spawn(move || runtime.block_on(dispatch(rx, sh, tokens, gateway)))
             .map_err(|e| format!("cannot start the MQTT thread: {e}"))?;
-        tracing::info!(job, worker, broker = %c.broker, mode = c.mode.as_str(), "MQTT sink started");
+        tracing::info!(job, worker, operator, broker = %c.broker, mode = c.mode.as_str(), "MQTT sink started");
         Ok(MqttDelivery {
             shared,
             tx: Some(tx),
             thread: Some(thread),
-            seq: 0,
         })
     }
 
-    /// Queues a prediction; blocks while `max-buffered` are unacknowledged.
-    pub fn submit(&mut self, prediction: Prediction) {
+    /// Queues prediction number `seq` (numbers grow with each submission); blocks while
+    /// `max-buffered` are unacknowledged.
+    pub fn submit(&mut self, seq: u64, prediction: Prediction) {
         let sh = &self.shared;
-        {
-            let mut o = sh.outstanding.lock().unwrap_or_else(|p| p.into_inner());
-            if *o >= sh.config.max_buffered {
-                sh.metrics.backpressure.inc();
-                while *o >= sh.config.max_buffered {
-                    o = sh.room.wait(o).unwrap_or_else(|p| p.into_inner());
-                }
-            }
-            *o += 1;
-            sh.metrics.queued.set(*o as u64);
-        }
-        self.seq += 1;
-        let raw = serde_json::to_vec(&prediction).unwrap_or_default();
+        sh.bound.acquire();
+        let raw = payload::prediction_json(&prediction);
         let msg = Msg {
-            seq: self.seq,
+            seq,
             prediction,
             raw,
         };
         if let Some(tx) = &self.tx
             && tx.send(msg).is_err()
         {
-            tracing::error!(job = %sh.job, "the MQTT runtime stopped; prediction not delivered");
-            sh.done(1);
+            DeliveryFailed {
+                records: 1,
+                message: "the MQTT runtime stopped; prediction not delivered",
+            }
+            .emit(&sh.metrics);
+            sh.done([seq]);
         }
+    }
+
+    /// The numbers of the predictions acknowledged or dead-lettered since the last call.
+    pub fn take_completed(&self) -> Vec<u64> {
+        std::mem::take(
+            &mut *self
+                .shared
+                .completed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
     }
 
     /// Predictions not yet acknowledged or dead-lettered.
     pub fn outstanding(&self) -> usize {
-        *self
-            .shared
-            .outstanding
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.shared.bound.outstanding()
     }
 
     /// Ends the input and waits until every prediction is acknowledged or dead-lettered.
@@ -236,18 +185,7 @@ impl MqttDelivery {
 
     /// Waits until every prediction submitted so far is acknowledged or dead-lettered.
     pub fn flush(&self) {
-        let sh = &self.shared;
-        let mut o = sh.outstanding.lock().unwrap_or_else(|p| p.into_inner());
-        while *o > 0 {
-            let (g, timeout) = sh
-                .room
-                .wait_timeout(o, Duration::from_secs(30))
-                .unwrap_or_else(|p| p.into_inner());
-            o = g;
-            if timeout.timed_out() && *o > 0 {
-                tracing::info!(job = %sh.job, outstanding = *o, "waiting for the MQTT broker to acknowledge the remaining predictions");
-            }
-        }
+        self.shared.bound.flush();
     }
 }
 
@@ -303,8 +241,7 @@ async fn dispatch(
             && let Err(back) = tx.send(msg)
         {
             tracing::error!(job = %sh.job, connection = %key, "an MQTT connection task ended early");
-            drop(back);
-            sh.done(1);
+            sh.done([back.0.seq]);
         }
     }
     drop(conns);
@@ -315,101 +252,67 @@ async fn dispatch(
 
 /// A device without a token: straight to the dead-letter topic.
 async fn no_token(sh: &Arc<MqttShared>, msg: Msg) {
-    tracing::warn!(job = %sh.job, device = %msg.prediction.device, "no access token for the device; writing to the dead-letter topic");
+    let seq = msg.seq;
     let sh2 = Arc::clone(sh);
     let r = tokio::task::spawn_blocking(move || {
         let detail = format!("no access token for device {}", msg.prediction.device);
-        sh2.dead.write(
+        let r = sh2.dead.write(
             &[Refused {
                 device: &msg.prediction.device,
                 payload: &msg.raw,
             }],
             Refusal {
                 reason: "no_token",
-                sink: "mqtt",
+                sink: MqttSinkConfig::KIND,
                 status: None,
                 detail: &detail,
             },
-        )
+        );
+        (r, detail)
     })
     .await;
     match r {
-        Ok(Ok(())) => sh.metrics.dead_letters.inc(),
-        Ok(Err(e)) => tracing::error!(job = %sh.job, "cannot write a dead letter: {e}"),
-        Err(e) => tracing::error!(job = %sh.job, "dead-letter task failed: {e}"),
-    }
-    sh.done(1);
-}
-
-/// The MQTT sink's logic on the operator lifecycle: a snapshot waits for every PUBACK
-/// (or dead letter) of what was handed over; the end of input closes the connections.
-#[derive(Debug)]
-pub struct MqttSinkOperator {
-    id: String,
-    delivery: Option<MqttDelivery>,
-}
-
-impl MqttSinkOperator {
-    /// Starts the MQTT delivery for `c` as sink `id` on worker `worker`; a sink that
-    /// cannot start fails the job.
-    pub fn new(id: &str, c: &MqttSinkConfig, ctx: &super::SinkContext, worker: usize) -> Self {
-        let delivery =
-            match MqttDelivery::start(c, &ctx.kafka, &ctx.dead_letter_topic, &ctx.job, worker) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    tracing::error!(job = %ctx.job, "cannot start the MQTT sink: {e}");
-                    ctx.failure
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(format!("MQTT sink: {e}"));
-                    ctx.shutdown
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
-                    None
-                }
-            };
-        MqttSinkOperator {
-            id: id.to_owned(),
-            delivery,
+        Ok((Ok(()), detail)) => DeadLettered {
+            records: 1,
+            reason: "no_token",
+            error: &detail,
         }
+        .emit(&sh.metrics),
+        Ok((Err(e), _)) => DeadLetterFailed { error: &e }.emit(&sh.metrics),
+        Err(e) => DeadLetterFailed { error: &e }.emit(&sh.metrics),
+    }
+    sh.done([seq]);
+}
+
+impl Deliver for MqttDelivery {
+    fn submit(&mut self, seq: u64, p: Prediction) {
+        MqttDelivery::submit(self, seq, p);
+    }
+
+    fn take_completed(&mut self) -> Vec<u64> {
+        MqttDelivery::take_completed(self)
+    }
+
+    fn flush(&mut self) {
+        MqttDelivery::flush(self);
+    }
+
+    fn finish(&mut self) {
+        MqttDelivery::finish(self);
     }
 }
 
-impl Operator for MqttSinkOperator {
-    type In = Prediction;
-    type Out = ();
+impl Sink for MqttSinkConfig {
+    const KIND: &'static str = "mqtt";
+    type Operator = DeliveryOperator<MqttDelivery>;
 
-    fn id(&self) -> &str {
-        &self.id
+    fn validate(&self) -> Result<(), String> {
+        MqttSinkConfig::validate(self)
     }
 
-    fn on_records(&mut self, _: &EpochContext, records: Vec<Prediction>, _: &mut Vec<()>) {
-        if let Some(d) = &mut self.delivery {
-            records.into_iter().for_each(|p| d.submit(p));
-        }
+    fn operator(&self, id: &str, ctx: &SinkContext, worker: usize) -> Self::Operator {
+        let started =
+            MqttDelivery::start(self, &ctx.kafka, &ctx.dead_letter_topic, &ctx.job, id, worker);
+        DeliveryOperator::new(id, ctx.started(id, started), ctx.key_groups)
     }
-
-    fn snapshot(&mut self, _: &EpochContext, _: &mut StateWriter<'_>) -> Result<(), StateError> {
-        if let Some(d) = &self.delivery {
-            d.flush();
-        }
-        Ok(())
-    }
-
-    fn close(&mut self) {
-        if let Some(d) = &mut self.delivery {
-            d.finish();
-        }
-    }
-}
-
-/// Attaches an MQTT sink of predictions as operator `id`.
-pub fn attach<'s>(
-    id: &str,
-    c: &MqttSinkConfig,
-    predictions: StreamVec<'s, Epoch, Prediction>,
-    ctx: &super::SinkContext,
-    job: &JobContext<'s>,
-) {
-    let op = MqttSinkOperator::new(id, c, ctx, job.state.index());
-    lifecycle(predictions, Pipeline, job, op);
 }

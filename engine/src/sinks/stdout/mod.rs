@@ -1,11 +1,14 @@
 //! The stdout sink: one JSON prediction per line (demos, debugging), on the lifecycle.
+//!
+//! The smallest sink, and the model of a new one: a config struct (the keys of its
+//! `[[sinks]]` table), an [`Operator`] taking predictions, the [`Sink`] impl naming its
+//! `type` and building its operator, and one line in the registry of [`crate::sinks`].
 
-use crate::dataflow::Epoch;
-use crate::lifecycle::{EpochContext, JobContext, Operator, lifecycle};
+use crate::lifecycle::{EpochContext, Operator};
+use crate::sinks::util::payload::prediction_json;
+use crate::sinks::{Sink, SinkContext};
 use flowcast_operators::Prediction;
 use std::io::Write;
-use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Pipeline;
 
 /// `type = "stdout"`: no settings.
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
@@ -29,9 +32,9 @@ impl Operator for StdoutSinkOperator {
     fn on_records(&mut self, _: &EpochContext, records: Vec<Prediction>, _: &mut Vec<()>) {
         let mut out = std::io::stdout().lock();
         for p in records {
-            if let Ok(line) = serde_json::to_string(&p) {
-                let _ = writeln!(out, "{line}");
-            }
+            let mut line = prediction_json(&p);
+            line.push(b'\n');
+            let _ = out.write_all(&line);
         }
     }
 
@@ -40,8 +43,11 @@ impl Operator for StdoutSinkOperator {
     }
 }
 
-/// Attaches a stdout sink of predictions as operator `id`.
-pub fn attach<'s>(id: &str, predictions: StreamVec<'s, Epoch, Prediction>, job: &JobContext<'s>) {
-    let op = StdoutSinkOperator { id: id.to_owned() };
-    lifecycle(predictions, Pipeline, job, op);
+impl Sink for StdoutSinkConfig {
+    const KIND: &'static str = "stdout";
+    type Operator = StdoutSinkOperator;
+
+    fn operator(&self, id: &str, _: &SinkContext, _: usize) -> Self::Operator {
+        StdoutSinkOperator { id: id.to_owned() }
+    }
 }

@@ -10,6 +10,7 @@
 
 use super::breaker::Backoff;
 use super::delivery::DeliveryConfig;
+use crate::sinks::util::defaults;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,16 +32,16 @@ pub struct ThingsBoardSinkConfig {
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
     /// Predictions of one device per request, at most.
-    #[serde(default = "default_max_batch")]
+    #[serde(default = "defaults::max_batch")]
     pub max_batch: usize,
     /// Predictions queued per worker before the worker blocks (backpressure).
-    #[serde(default = "default_max_buffered")]
+    #[serde(default = "defaults::max_buffered")]
     pub max_buffered: usize,
     /// First retry delay.
-    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    #[serde(default = "defaults::initial_backoff", with = "humantime_serde")]
     pub initial_backoff: Duration,
     /// Largest retry delay, and largest circuit-breaker cool-down.
-    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    #[serde(default = "defaults::max_backoff", with = "humantime_serde")]
     pub max_backoff: Duration,
     /// Consecutive failed requests that open the circuit breaker.
     #[serde(default = "default_breaker_failures")]
@@ -59,18 +60,6 @@ fn default_timeout() -> Duration {
 fn default_max_in_flight() -> usize {
     4
 }
-fn default_max_batch() -> usize {
-    100
-}
-fn default_max_buffered() -> usize {
-    10_000
-}
-fn default_initial_backoff() -> Duration {
-    Duration::from_millis(200)
-}
-fn default_max_backoff() -> Duration {
-    Duration::from_secs(30)
-}
 fn default_breaker_failures() -> u32 {
     5
 }
@@ -86,10 +75,10 @@ impl ThingsBoardSinkConfig {
             tokens_file: None,
             timeout: default_timeout(),
             max_in_flight: default_max_in_flight(),
-            max_batch: default_max_batch(),
-            max_buffered: default_max_buffered(),
-            initial_backoff: default_initial_backoff(),
-            max_backoff: default_max_backoff(),
+            max_batch: defaults::max_batch(),
+            max_buffered: defaults::max_buffered(),
+            initial_backoff: defaults::initial_backoff(),
+            max_backoff: defaults::max_backoff(),
             breaker_failures: default_breaker_failures(),
             breaker_cooldown: default_breaker_cooldown(),
             dead_letter_topic: None,

@@ -99,6 +99,10 @@ fn item(device: &str, i: u32) -> Item<(String, u32)> {
     }
 }
 
+fn test_metrics() -> crate::sinks::util::metrics::SinkMetrics {
+    crate::sinks::util::metrics::SinkMetrics::new("t", "thingsboard", "sink-0:thingsboard", 0)
+}
+
 fn wait_until(what: &str, within: Duration, cond: impl Fn() -> bool) {
     let deadline = Instant::now() + within;
     while !cond() {
@@ -112,14 +116,7 @@ fn every_prediction_arrives_once_in_device_order_despite_5xx() {
     let devices = ["a", "b", "c", "d", "e"];
     let t = Scripted::new(3, 503);
     let dead = Arc::new(Recorder::default());
-    let d = Delivery::start(
-        config(16),
-        t.clone(),
-        tokens(&devices),
-        dead.clone(),
-        "t",
-        0,
-    )
+    let d = Delivery::start(config(16), t.clone(), tokens(&devices), dead.clone(), test_metrics(), 0)
     .expect("start");
     for i in 0..60 {
         for dev in devices {
@@ -151,7 +148,7 @@ fn every_prediction_arrives_once_in_device_order_despite_5xx() {
 fn rejections_and_missing_tokens_become_dead_letters() {
     let t = Scripted::new(1, 401);
     let dead = Arc::new(Recorder::default());
-    let d = Delivery::start(config(100), t.clone(), tokens(&["a"]), dead.clone(), "t", 0)
+    let d = Delivery::start(config(100), t.clone(), tokens(&["a"]), dead.clone(), test_metrics(), 0)
         .expect("start");
     for i in 0..5 {
         d.submit(item("a", i));
@@ -179,7 +176,7 @@ fn an_outage_fills_the_bounded_queue_blocks_the_caller_and_does_not_hammer() {
     t.down.store(true, Ordering::SeqCst);
     let dead = Arc::new(Recorder::default());
     let d = Arc::new(
-        Delivery::start(config(20), t.clone(), tokens(&names), dead, "t", 0).expect("start"),
+        Delivery::start(config(20), t.clone(), tokens(&names), dead, test_metrics(), 0).expect("start"),
     );
     let submitted = Arc::new(AtomicUsize::new(0));
     let producer = {

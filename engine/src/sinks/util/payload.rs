@@ -1,4 +1,6 @@
-//! ThingsBoard telemetry payloads of predictions.
+//! How predictions are encoded: [`prediction_json`], the one JSON form of a prediction
+//! (Kafka's `predicData`, stdout, a dead letter's value), and ThingsBoard's telemetry
+//! payloads.
 //!
 //! Each prediction is one `{"ts": <ms>, "values": {...}}` entry whose `ts` is the end of
 //! the window it forecasts, set by the client: a replay of the same prediction writes the
@@ -10,6 +12,12 @@
 
 use flowcast_operators::Prediction;
 use serde_json::{Map, Value, json};
+
+/// A prediction as JSON, the form every sink writes it in (`predicData`, stdout, the value
+/// of a sink's dead letter); `flowcast tb-bridge` reads it back.
+pub fn prediction_json(p: &Prediction) -> Vec<u8> {
+    serde_json::to_vec(p).unwrap_or_default()
+}
 
 /// The ThingsBoard timestamp of a prediction: the forecast window's end, in ms.
 pub fn ts_ms(p: &Prediction) -> i64 {
