@@ -20,6 +20,9 @@ const DEVICES: usize = 100_000;
 const WINDOWS: usize = 60;
 const KEY_GROUPS: u32 = 128;
 
+/// One device's ring as the sequence operator keeps it: id, newest window start, means, gaps.
+type Ring = (String, i64, Vec<[f32; 2]>, Vec<u16>);
+
 /// One worker's snapshot of its share of `DEVICES` (every `workers`-th device).
 fn snapshot(id: u64, worker: usize, workers: usize) -> WorkerSnapshot {
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15 ^ worker as u64;
@@ -27,7 +30,7 @@ fn snapshot(id: u64, worker: usize, workers: usize) -> WorkerSnapshot {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         (seed >> 33) as u32
     };
-    let mut groups: BTreeMap<u32, Vec<(String, i64, Vec<[f32; 2]>, Vec<u16>)>> = BTreeMap::new();
+    let mut groups: BTreeMap<u32, Vec<Ring>> = BTreeMap::new();
     for d in (worker..DEVICES).step_by(workers) {
         let values = (0..WINDOWS)
             .map(|_| {

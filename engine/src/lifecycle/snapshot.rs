@@ -44,7 +44,7 @@ pub struct OperatorSnapshot {
 
 /// Serde of state blobs as bytes rather than sequences of `u8`: bincode writes the same
 /// bytes either way (so earlier files still read), but as one copy instead of a call per
-/// byte — several times faster for the tens of MB of a large checkpoint.
+/// byte (bincode of 100 k devices' state: ~90 → ~60 ms in one contended measurement).
 mod blob {
     use serde::de::{Deserializer, SeqAccess, Visitor};
     use serde::{Deserialize, Serialize, Serializer};
