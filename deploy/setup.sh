@@ -12,7 +12,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
 APT_PACKAGES=(build-essential cmake pkg-config libssl-dev libsasl2-dev zlib1g-dev xz-utils
-  mosquitto mosquitto-clients curl time prometheus)
+  mosquitto mosquitto-clients curl time prometheus openssl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

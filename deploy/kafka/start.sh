@@ -5,6 +5,12 @@
 #   deploy/kafka/start.sh                         # one broker on 9092
 #   deploy/kafka/start.sh --brokers 3             # three brokers on 9092-9094 (the reference)
 #   deploy/kafka/start.sh --name single --port 9095
+#   deploy/kafka/start.sh --name single --port 9095 --sasl-port 9096
+#
+# --sasl-port adds a SASL_SSL listener per node (SASL_PORT + node index): TLS with the
+# certificate of deploy/tls/certs.sh and SCRAM-SHA-512 with the user and password in its
+# folder (kafka-user, kafka-password), bootstrapped into the metadata at format time. The
+# inter-broker and controller listeners stay plaintext on loopback.
 #
 # Data lives in a fresh temporary directory per run. deploy/kafka/stop.sh --name NAME
 # stops exactly the processes recorded here.
@@ -14,13 +20,15 @@ REPO="$(cd "$HERE/../.." && pwd)"
 BROKERS=1
 PORT=9092
 NAME=default
+SASL_PORT=""
 HEAP="${FLOWCAST_KAFKA_HEAP:-512m}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --brokers) BROKERS="$2"; shift 2 ;;
     --port) PORT="$2"; shift 2 ;;
     --name) NAME="$2"; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --sasl-port) SASL_PORT="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "start.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -36,7 +44,7 @@ if [[ -f "$RUN/pids" ]]; then
   fi
 fi
 for ((i = 0; i < BROKERS; i++)); do
-  for p in $((PORT + i)) $((PORT + 100 + i)); do
+  for p in $((PORT + i)) $((PORT + 100 + i)) ${SASL_PORT:+$((SASL_PORT + i))}; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       echo "start.sh: port $p on 127.0.0.1 is already in use" >&2
       exit 1
@@ -78,17 +86,33 @@ logger.apache.name = org.apache.kafka
 logger.apache.level = WARN
 LOG
 
+FORMAT_ARGS=()
+if [[ -n "$SASL_PORT" ]]; then
+  TLS="$("$HERE/../tls/certs.sh")"
+  # The SCRAM credential goes into the metadata log at format time (KRaft has no
+  # ZooKeeper to hold it); the tool reads it from its arguments, briefly visible in ps.
+  FORMAT_ARGS=(--add-scram "SCRAM-SHA-512=[name=$(cat "$TLS/kafka-user"),password=$(cat "$TLS/kafka-password")]")
+fi
+
 for ((i = 0; i < BROKERS; i++)); do
   CONF="$RUN/server-$i.properties"
+  LISTENERS="PLAINTEXT://127.0.0.1:$((PORT + i)),CONTROLLER://127.0.0.1:$((PORT + 100 + i))"
+  ADVERTISED="PLAINTEXT://127.0.0.1:$((PORT + i))"
+  PROTOCOLS="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  if [[ -n "$SASL_PORT" ]]; then
+    LISTENERS+=",SASL_SSL://127.0.0.1:$((SASL_PORT + i))"
+    ADVERTISED+=",SASL_SSL://127.0.0.1:$((SASL_PORT + i))"
+    PROTOCOLS+=",SASL_SSL:SASL_SSL"
+  fi
   cat > "$CONF" <<PROPS
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$VOTERS
-listeners=PLAINTEXT://127.0.0.1:$((PORT + i)),CONTROLLER://127.0.0.1:$((PORT + 100 + i))
-advertised.listeners=PLAINTEXT://127.0.0.1:$((PORT + i))
+listeners=$LISTENERS
+advertised.listeners=$ADVERTISED
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$PROTOCOLS
 log.dirs=$DATA/node-$i
 num.partitions=3
 default.replication.factor=$RF
@@ -101,10 +125,18 @@ share.coordinator.state.topic.min.isr=$MIN_ISR
 group.initial.rebalance.delay.ms=0
 log.segment.bytes=67108864
 PROPS
+  if [[ -n "$SASL_PORT" ]]; then
+    cat >> "$CONF" <<PROPS
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$TLS/server-keystore.pem
+PROPS
+  fi
   "$JAVA" -cp "$CP" -Dlog4j2.configurationFile="$RUN/log4j2.properties" \
     -Dflowcast.kafka.log="$RUN/format-$i.log" \
     kafka.tools.StorageTool format --cluster-id "$CLUSTER_ID" --config "$CONF" \
-    > "$RUN/format-$i.out" 2>&1 || { cat "$RUN/format-$i.out" >&2; exit 1; }
+    "${FORMAT_ARGS[@]}" > "$RUN/format-$i.out" 2>&1 || { cat "$RUN/format-$i.out" >&2; exit 1; }
 done
 
 for ((i = 0; i < BROKERS; i++)); do
@@ -123,4 +155,4 @@ fi
 BOOT=""
 for ((i = 0; i < BROKERS; i++)); do BOOT+="${BOOT:+,}127.0.0.1:$((PORT + i))"; done
 echo "$BOOT" > "$RUN/bootstrap"
-echo "kafka '$NAME' ready: bootstrap servers $BOOT (data in $DATA)"
+echo "kafka '$NAME' ready: bootstrap servers $BOOT (data in $DATA)${SASL_PORT:+; SASL_SSL from 127.0.0.1:$SASL_PORT}"

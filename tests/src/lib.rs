@@ -7,6 +7,8 @@
 //! - `FLOWCAST_TEST_BROKERS` (default `127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094`):
 //!   the three-broker KRaft cluster, the reference deployment.
 //! - `FLOWCAST_TEST_SINGLE_BROKER` (default `127.0.0.1:9095`): a one-broker cluster.
+//! - `FLOWCAST_TEST_SASL_BROKER`, `FLOWCAST_TEST_MQTT_TLS`, `FLOWCAST_TEST_TLS_DIR`: the
+//!   encrypted and authenticated listeners and their CA ([`secure`]).
 
 pub mod data;
 pub mod exposition;
@@ -16,6 +18,7 @@ pub mod kafka;
 pub mod logs;
 pub mod mqtt;
 pub mod reference;
+pub mod secure;
 pub mod thingsboard;
 pub mod wait;
 

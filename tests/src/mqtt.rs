@@ -5,7 +5,7 @@
 //!
 //! A test that needs the broker fails (panics) when it is not there; it never skips.
 
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,13 +30,35 @@ impl Subscriber {
     /// # Panics
     /// If the broker is not there.
     pub fn start(topic: &str) -> Subscriber {
-        let (host, port) = broker()
+        Subscriber::connect(&broker(), topic, None)
+    }
+
+    /// Connects to `addr` over TLS, trusting the PEM CA file `ca`, as `user` with
+    /// `password`, and returns once the broker acknowledged the subscription.
+    ///
+    /// # Panics
+    /// If the broker is not there or refuses the connection.
+    pub fn start_tls(addr: &str, topic: &str, ca: &Path, user: &str, password: &str) -> Subscriber {
+        let ca = std::fs::read(ca).expect("CA file");
+        Subscriber::connect(addr, topic, Some((ca, user, password)))
+    }
+
+    fn connect(addr: &str, topic: &str, tls: Option<(Vec<u8>, &str, &str)>) -> Subscriber {
+        let (host, port) = addr
             .rsplit_once(':')
             .map(|(h, p)| (h.to_owned(), p.parse::<u16>().expect("port")))
             .expect("host:port");
         let id = crate::unique_topic("sub").replace('-', "");
         let mut opts = MqttOptions::new(id, host, port);
         opts.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some((ca, user, password)) = tls {
+            opts.set_transport(Transport::Tls(TlsConfiguration::Simple {
+                ca,
+                alpn: None,
+                client_auth: None,
+            }));
+            opts.set_credentials(user, password);
+        }
         let (client, mut conn) = Client::new(opts, 16);
         client
             .subscribe(topic, QoS::AtLeastOnce)
@@ -63,8 +85,8 @@ impl Subscriber {
         });
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => panic!("the MQTT broker at {} is not usable: {e}", broker()),
-            Err(_) => panic!("no SUBACK from the MQTT broker at {}", broker()),
+            Ok(Err(e)) => panic!("the MQTT broker at {addr} is not usable: {e}"),
+            Err(_) => panic!("no SUBACK from the MQTT broker at {addr}"),
         }
         Subscriber { payloads, client }
     }

@@ -1,14 +1,16 @@
 //! Topic administration (`flowcast topics …`) through librdkafka's admin client.
 //!
 //! Errors say whose fault they are: an unreachable cluster, a replication factor above
-//! the number of live brokers, a topic that exists or does not.
+//! the number of live brokers, a topic that exists or does not, and a cluster that refuses
+//! the login or the TLS handshake (said at once, not after the timeout).
 
 use super::ClientSettings;
+use super::context::SecurityContext;
 use futures::executor::block_on;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
+use rdkafka::producer::{BaseProducer, Producer};
 use std::time::Duration;
 
 /// What can go wrong administering topics.
@@ -23,6 +25,18 @@ pub enum AdminError {
         timeout: Duration,
         /// librdkafka's error.
         source: KafkaError,
+    },
+    /// The cluster refused the login (SASL) or the TLS handshake failed (user: wrong
+    /// credentials or CA; `FLOWCAST_RDKAFKA_SASL_*` / `FLOWCAST_RDKAFKA_SSL_*`).
+    #[error(
+        "Kafka at {servers} refused the connection: {reason} (check the security settings: \
+         security.protocol, sasl.username / sasl.password, ssl.ca.location)"
+    )]
+    Security {
+        /// The bootstrap servers tried.
+        servers: String,
+        /// librdkafka's reason.
+        reason: String,
     },
     /// The replication factor asked for is larger than the number of brokers.
     #[error(
@@ -97,7 +111,11 @@ pub struct TopicDescription {
 
 /// An admin connection to one cluster.
 pub struct TopicAdmin {
-    client: AdminClient<DefaultClientContext>,
+    client: AdminClient<SecurityContext>,
+    /// Metadata goes through a producer client: unlike the admin client it serves
+    /// librdkafka's main queue (`poll`), where refused logins and TLS failures are told.
+    probe: BaseProducer<SecurityContext>,
+    context: SecurityContext,
     servers: String,
     timeout: Duration,
 }
@@ -113,35 +131,62 @@ impl std::fmt::Debug for TopicAdmin {
 impl TopicAdmin {
     /// Connects lazily; the first request finds out whether the cluster is reachable.
     pub fn new(settings: &ClientSettings, timeout: Duration) -> Result<Self, AdminError> {
-        let client = settings
-            .client_config()
+        let context = SecurityContext::default();
+        let mut config = settings.client_config();
+        config
             .set("socket.timeout.ms", timeout.as_millis().to_string())
             // Describing a topic must not create it on brokers with auto-creation on.
-            .set("allow.auto.create.topics", "false")
-            .create()?;
+            .set("allow.auto.create.topics", "false");
+        let client = config.create_with_context(context.clone())?;
+        let probe = config.create_with_context(context.clone())?;
         Ok(TopicAdmin {
             client,
+            probe,
+            context,
             servers: settings.bootstrap_servers.clone(),
             timeout,
         })
     }
 
+    /// The cluster's metadata, asked in slices of at most a second until the timeout, so a
+    /// refused login or TLS handshake ends the wait at once.
     fn metadata(&self, topic: Option<&str>) -> Result<Metadata, AdminError> {
-        self.client
-            .inner()
-            .fetch_metadata(topic, self.timeout)
-            .map_err(|e| match e {
-                KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure)
-                | KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut)
-                | KafkaError::MetadataFetch(RDKafkaErrorCode::AllBrokersDown) => {
-                    AdminError::Unreachable {
-                        servers: self.servers.clone(),
-                        timeout: self.timeout,
-                        source: e,
-                    }
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let slice = left.min(Duration::from_secs(1));
+            let result = self.probe.client().fetch_metadata(topic, slice);
+            self.probe.poll(Duration::ZERO);
+            if let Some(reason) = self.context.refused() {
+                return Err(AdminError::Security {
+                    servers: self.servers.clone(),
+                    reason,
+                });
+            }
+            match result {
+                Err(KafkaError::MetadataFetch(
+                    RDKafkaErrorCode::OperationTimedOut
+                    | RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::AllBrokersDown,
+                )) if slice < left => {}
+                other => return self.classify(other),
+            }
+        }
+    }
+
+    fn classify(&self, result: Result<Metadata, KafkaError>) -> Result<Metadata, AdminError> {
+        result.map_err(|e| match e {
+            KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure)
+            | KafkaError::MetadataFetch(RDKafkaErrorCode::OperationTimedOut)
+            | KafkaError::MetadataFetch(RDKafkaErrorCode::AllBrokersDown) => {
+                AdminError::Unreachable {
+                    servers: self.servers.clone(),
+                    timeout: self.timeout,
+                    source: e,
                 }
-                other => AdminError::Client(other),
-            })
+            }
+            other => AdminError::Client(other),
+        })
     }
 
     /// Number of brokers the cluster reports.

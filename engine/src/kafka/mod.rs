@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod context;
 pub mod partitioner;
 
 pub use admin::{AdminError, TopicAdmin, TopicDescription, TopicSpec};

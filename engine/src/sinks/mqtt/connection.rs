@@ -11,8 +11,15 @@
 //! Packet ids: rumqttc numbers publishes in the order it takes them from its request
 //! channel and reports each as `Outgoing::Publish(pkid)`; batches handed over wait in
 //! `handed` until that event names their id, then in `written` until their PUBACK.
+//!
+//! With a `tls` table the transport is TLS only: a failed handshake (a certificate the CA
+//! file does not vouch for, a plaintext port) is logged as an error, counted in
+//! `flowcast_sink_tls_errors_total` and retried with backoff, never answered by a
+//! plaintext connection. A broker that refuses the token or password is logged as an
+//! error and what is queued for that connection goes to the dead-letter topic.
 
 use super::MqttShared;
+use crate::metrics;
 use crate::sinks::util::breaker::Jitter;
 use crate::sinks::util::dead_letter::{DeadLetters, Refusal, Refused};
 use crate::sinks::util::payload;
@@ -20,6 +27,7 @@ use crate::sinks::util::tokens::Token;
 use flowcast_operators::Prediction;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Outgoing, Packet, QoS,
+    TlsConfiguration, Transport,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -58,8 +66,35 @@ pub async fn run(id: Identity, mut rx: UnboundedReceiver<Msg>, sh: Arc<MqttShare
             return;
         }
     };
+    // Checked by `validate` at the start; read again here, once per connection.
+    let secured = cfg
+        .password()
+        .and_then(|pw| Ok((pw, cfg.tls.as_ref().map(|t| t.client_config()).transpose()?)));
+    let (password, tls) = match secured {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(job = %sh.job, connection = %id.name, "MQTT connection not started: {e}");
+            return;
+        }
+    };
+    // Beside the sink metric set (`sinks::util::metrics`), with its labels: only TLS
+    // connections have handshakes to fail.
+    let worker = sh.worker.to_string();
+    let tls_errors = metrics::counter(
+        "flowcast_sink_tls_errors_total",
+        "Connection attempts of a sink whose TLS handshake failed",
+        &[
+            ("job", &sh.job),
+            ("sink", sh.metrics.sink),
+            ("operator", &sh.metrics.operator),
+            ("worker", &worker),
+        ],
+    );
     let mut opts = MqttOptions::new(id.client_id.clone(), host, port);
-    opts.set_credentials(id.token.expose(), "")
+    if let Some(tls) = tls {
+        opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
+    }
+    opts.set_credentials(id.token.expose(), password)
         .set_keep_alive(cfg.keep_alive)
         .set_clean_session(true)
         .set_inflight(cfg.max_in_flight.saturating_add(1))
@@ -134,8 +169,26 @@ pub async fn run(id: Identity, mut rx: UnboundedReceiver<Msg>, sh: Arc<MqttShare
                     failures += 1;
                     sh.metrics.connection_errors.inc();
                     requeue(&mut waiting, &mut handed, &mut written);
+                    let tls = matches!(e, ConnectionError::Tls(_));
+                    if tls {
+                        tls_errors.inc();
+                    }
                     if refused_credentials(&e) {
+                        if failures == 1 {
+                            tracing::error!(
+                                job = %sh.job, connection = %id.name,
+                                "the MQTT broker {} refused the credentials ({e}): check the \
+                                 access token and `password-file`", cfg.broker
+                            );
+                        }
                         dead_letter(&sh, &id, &mut waiting, &e).await;
+                    } else if tls && failures == 1 {
+                        tracing::error!(
+                            job = %sh.job, connection = %id.name, queued = waiting.len(),
+                            "MQTT over TLS to {} failed: {e} (is the broker's certificate \
+                             signed by `tls.ca-file`, and is this its TLS port?); no plaintext \
+                             fallback, retrying with backoff", cfg.broker
+                        );
                     } else if failures == 1 {
                         tracing::warn!(
                             job = %sh.job, connection = %id.name, queued = waiting.len(),
