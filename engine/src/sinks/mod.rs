@@ -156,3 +156,14 @@ pub fn attach<'s>(
 ) {
     spec.attach_as(&spec.operator_id(index), predictions, ctx, job);
 }
+
+/// Test helper: parses one `[[sinks]]` table, checks that it validates and survives a TOML
+/// round trip, and returns it.
+#[cfg(test)]
+pub(crate) fn parse_valid(text: &str) -> SinkSpec {
+    let spec: SinkSpec = toml::from_str(text).expect("parses");
+    spec.validate().expect("valid");
+    let back: SinkSpec = toml::from_str(&toml::to_string(&spec).expect("ser")).expect("de");
+    assert_eq!(back, spec);
+    spec
+}

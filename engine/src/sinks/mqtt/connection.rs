@@ -19,7 +19,6 @@
 //! error and what is queued for that connection goes to the dead-letter topic.
 
 use super::MqttShared;
-use crate::metrics;
 use crate::sinks::util::breaker::Jitter;
 use crate::sinks::util::dead_letter::{DeadLetters, Refusal, Refused};
 use crate::sinks::util::payload;
@@ -77,19 +76,6 @@ pub async fn run(id: Identity, mut rx: UnboundedReceiver<Msg>, sh: Arc<MqttShare
             return;
         }
     };
-    // Beside the sink metric set (`sinks::util::metrics`), with its labels: only TLS
-    // connections have handshakes to fail.
-    let worker = sh.worker.to_string();
-    let tls_errors = metrics::counter(
-        "flowcast_sink_tls_errors_total",
-        "Connection attempts of a sink whose TLS handshake failed",
-        &[
-            ("job", &sh.job),
-            ("sink", sh.metrics.sink),
-            ("operator", &sh.metrics.operator),
-            ("worker", &worker),
-        ],
-    );
     let mut opts = MqttOptions::new(id.client_id.clone(), host, port);
     if let Some(tls) = tls {
         opts.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
@@ -171,7 +157,7 @@ pub async fn run(id: Identity, mut rx: UnboundedReceiver<Msg>, sh: Arc<MqttShare
                     requeue(&mut waiting, &mut handed, &mut written);
                     let tls = matches!(e, ConnectionError::Tls(_));
                     if tls {
-                        tls_errors.inc();
+                        sh.metrics.tls_errors.inc();
                     }
                     if refused_credentials(&e) {
                         if failures == 1 {

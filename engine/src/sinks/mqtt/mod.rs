@@ -34,7 +34,7 @@ use super::util::events::{DeadLetterFailed, DeadLettered, DeliveryFailed, SinkEv
 use super::util::metrics::SinkMetrics;
 use super::util::operator::{Deliver, DeliveryOperator};
 use super::util::payload;
-use super::util::queue::Bound;
+use super::util::queue::{Bound, Completions};
 use super::util::tokens::TokenStore;
 use super::{Sink, SinkContext};
 use crate::kafka::ClientSettings;
@@ -54,17 +54,13 @@ pub struct MqttShared {
     metrics: SinkMetrics,
     dead: Arc<KafkaDeadLetters>,
     bound: Bound,
-    completed: std::sync::Mutex<Vec<u64>>,
+    completed: Completions<u64>,
 }
 
 impl MqttShared {
     /// The predictions numbered `seqs` are acknowledged or dead-lettered.
     fn done(&self, seqs: impl IntoIterator<Item = u64>) {
-        let mut c = self.completed.lock().unwrap_or_else(|p| p.into_inner());
-        let before = c.len();
-        c.extend(seqs);
-        let n = c.len() - before;
-        drop(c);
+        let n = self.completed.extend(seqs);
         self.bound.done(n);
     }
 }
@@ -113,7 +109,7 @@ impl MqttDelivery {
             job: job.to_owned(),
             worker,
             bound: Bound::new(c.max_buffered, metrics.clone()),
-            completed: std::sync::Mutex::new(Vec::new()),
+            completed: Completions::default(),
             metrics,
             dead,
         });
@@ -160,13 +156,7 @@ impl MqttDelivery {
 
     /// The numbers of the predictions acknowledged or dead-lettered since the last call.
     pub fn take_completed(&self) -> Vec<u64> {
-        std::mem::take(
-            &mut *self
-                .shared
-                .completed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        )
+        self.shared.completed.take()
     }
 
     /// Predictions not yet acknowledged or dead-lettered.

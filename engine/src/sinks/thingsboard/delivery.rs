@@ -34,7 +34,7 @@ use crate::sinks::util::events::{
     RequestRetried, SinkEvent,
 };
 use crate::sinks::util::metrics::SinkMetrics;
-use crate::sinks::util::queue::{Admit, KeyedQueue};
+use crate::sinks::util::queue::{Admit, Completions, KeyedQueue};
 use flowcast_operators::Prediction;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -79,7 +79,7 @@ struct Health {
 struct Shared<T> {
     queue: KeyedQueue<Item<T>>,
     health: Mutex<Health>,
-    completed: Mutex<Vec<T>>,
+    completed: Completions<T>,
     cfg: DeliveryConfig,
     transport: Arc<dyn Transport>,
     tokens: Arc<TokenStore>,
@@ -131,7 +131,7 @@ impl<T: Send + 'static> Delivery<T> {
                 opened_at: None,
                 jitter: Jitter::new(worker as u64),
             }),
-            completed: Mutex::new(Vec::new()),
+            completed: Completions::default(),
             metrics,
             cfg,
             transport,
@@ -163,13 +163,7 @@ impl<T: Send + 'static> Delivery<T> {
 
     /// Tags of the predictions delivered or dead-lettered since the last call.
     pub fn take_completed(&self) -> Vec<T> {
-        std::mem::take(
-            &mut *self
-                .shared
-                .completed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        )
+        self.shared.completed.take()
     }
 
     /// Waits until every submitted prediction is delivered or dead-lettered, however
@@ -320,9 +314,6 @@ fn on_answer<T>(s: &Shared<T>) {
 
 fn complete<T>(s: &Shared<T>, device: &str, batch: Vec<Item<T>>) {
     let n = batch.len();
-    s.completed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .extend(batch.into_iter().map(|i| i.tag));
+    s.completed.extend(batch.into_iter().map(|i| i.tag));
     s.queue.complete(device, n);
 }

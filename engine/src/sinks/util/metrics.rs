@@ -15,6 +15,7 @@
 //! | `flowcast_sink_circuit_open` | gauge | | 1 while the breaker is open or half-open |
 //! | `flowcast_sink_connects_total` | counter | | connections established |
 //! | `flowcast_sink_connection_errors_total` | counter | | connection attempts or connections that failed |
+//! | `flowcast_sink_tls_errors_total` | counter | | connection attempts whose TLS handshake failed |
 //! | `flowcast_sink_window_to_send_seconds` | histogram | | window close to hand-off (prediction sinks that measure it) |
 
 use crate::metrics::{self, Counter, Histogram};
@@ -48,6 +49,8 @@ pub struct SinkMetrics {
     pub connects: Counter,
     /// Connection failures.
     pub connection_errors: Counter,
+    /// Failed TLS handshakes.
+    pub tls_errors: Counter,
     /// Window close to hand-off.
     pub window_to_send: Histogram,
     /// The sink type (`kafka`, `thingsboard`, `mqtt`, `stdout`), for log lines.
@@ -133,6 +136,11 @@ impl SinkMetrics {
             connection_errors: metrics::counter(
                 "flowcast_sink_connection_errors_total",
                 "Connection attempts or connections of the sink that failed",
+                &l,
+            ),
+            tls_errors: metrics::counter(
+                "flowcast_sink_tls_errors_total",
+                "Connection attempts of a sink whose TLS handshake failed",
                 &l,
             ),
             window_to_send: metrics::histogram(

@@ -112,6 +112,32 @@ impl Bound {
     }
 }
 
+/// What a delivery engine has done with, handed back to its caller in batches (tags of
+/// delivered or dead-lettered records).
+#[derive(Debug)]
+pub struct Completions<T>(Mutex<Vec<T>>);
+
+impl<T> Default for Completions<T> {
+    fn default() -> Self {
+        Completions(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T> Completions<T> {
+    /// Records `done`; returns how many.
+    pub fn extend(&self, done: impl IntoIterator<Item = T>) -> usize {
+        let mut c = lock(&self.0);
+        let before = c.len();
+        c.extend(done);
+        c.len() - before
+    }
+
+    /// Everything recorded since the last call.
+    pub fn take(&self) -> Vec<T> {
+        std::mem::take(&mut *lock(&self.0))
+    }
+}
+
 #[derive(Debug)]
 struct KeyState<T> {
     items: VecDeque<T>,
