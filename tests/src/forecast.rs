@@ -102,48 +102,51 @@ pub fn as_input(records: &[Record]) -> Vec<InputRecord> {
         .collect()
 }
 
-/// Reads the outputs of one run, or of several runs that continue each other (output
-/// topics `{out}-pred`, `-dead`, `-late` of each prefix), and checks that together they
-/// hold exactly the reference output: every prediction and dead letter once.
-pub fn check_outputs(brokers: &str, outs: &[&str], expected: &reference::Output, what: &str) {
-    let read = |suffix: &str| -> Vec<Record> {
-        outs.iter()
-            .flat_map(|out| kafka::read_all(brokers, &format!("{out}-{suffix}")))
-            .collect()
+/// One prediction record as the reference states it: its key and values.
+pub fn parse_prediction(r: &Record, what: &str) -> ((String, i64), Expected) {
+    let v: serde_json::Value = serde_json::from_slice(&r.value).expect("prediction json");
+    let device = v["device"].as_str().expect("device").to_owned();
+    assert_eq!(
+        r.key.as_deref(),
+        Some(device.as_bytes()),
+        "{what}: key = device"
+    );
+    let end = (v["window_end"].as_f64().expect("window_end") * 1000.0).round() as i64;
+    let e = Expected {
+        observed: [
+            v["observed"]["temperature"].as_f64().expect("t"),
+            v["observed"]["humidity"].as_f64().expect("h"),
+        ],
+        predicted: [
+            v["predicted"]["temperature"].as_f64().expect("pt"),
+            v["predicted"]["humidity"].as_f64().expect("ph"),
+        ],
+        window_start: (v["window_start"].as_f64().expect("start") * 1000.0).round() as i64,
     };
-    let preds = read("pred");
-    let mut got: BTreeMap<(String, i64), Expected> = BTreeMap::new();
-    for r in &preds {
-        let v: serde_json::Value = serde_json::from_slice(&r.value).expect("prediction json");
-        let device = v["device"].as_str().expect("device").to_owned();
-        assert_eq!(
-            r.key.as_deref(),
-            Some(device.as_bytes()),
-            "{what}: key = device"
-        );
-        let end = (v["window_end"].as_f64().expect("window_end") * 1000.0).round() as i64;
-        let e = Expected {
-            observed: [
-                v["observed"]["temperature"].as_f64().expect("t"),
-                v["observed"]["humidity"].as_f64().expect("h"),
-            ],
-            predicted: [
-                v["predicted"]["temperature"].as_f64().expect("pt"),
-                v["predicted"]["humidity"].as_f64().expect("ph"),
-            ],
-            window_start: (v["window_start"].as_f64().expect("start") * 1000.0).round() as i64,
-        };
-        assert_eq!(
-            v["predicted"]["for_window_end"]
-                .as_f64()
-                .map(|x| (x * 1000.0).round() as i64),
-            Some(end + 1_800_000)
-        );
-        assert!(
-            got.insert((device.clone(), end), e).is_none(),
-            "{what}: duplicate prediction {device}@{end}"
-        );
-    }
+    assert_eq!(
+        v["predicted"]["for_window_end"]
+            .as_f64()
+            .map(|x| (x * 1000.0).round() as i64),
+        Some(end + 1_800_000)
+    );
+    ((device, end), e)
+}
+
+/// A dead letter's origin (source partition and offset) and reason.
+pub fn parse_dead_letter(r: &Record) -> ((i32, i64), String) {
+    let p: i32 = r.headers["flowcast.partition"]
+        .parse()
+        .expect("partition header");
+    let o: i64 = r.headers["flowcast.offset"].parse().expect("offset header");
+    ((p, o), r.headers["flowcast.reason"].clone())
+}
+
+/// Checks that `got` holds exactly the reference's predictions, values included.
+pub fn check_predictions(
+    got: &BTreeMap<(String, i64), Expected>,
+    expected: &reference::Output,
+    what: &str,
+) {
     assert_eq!(
         got.len(),
         expected.predictions.len(),
@@ -165,17 +168,28 @@ pub fn check_outputs(brokers: &str, outs: &[&str], expected: &reference::Output,
             );
         }
     }
+}
+
+/// Reads the outputs of one run, or of several runs that continue each other (output
+/// topics `{out}-pred`, `-dead`, `-late` of each prefix), and checks that together they
+/// hold exactly the reference output: every prediction and dead letter once.
+pub fn check_outputs(brokers: &str, outs: &[&str], expected: &reference::Output, what: &str) {
+    let read = |suffix: &str| -> Vec<Record> {
+        outs.iter()
+            .flat_map(|out| kafka::read_all(brokers, &format!("{out}-{suffix}")))
+            .collect()
+    };
+    let mut got: BTreeMap<(String, i64), Expected> = BTreeMap::new();
+    for r in &read("pred") {
+        let (k, e) = parse_prediction(r, what);
+        assert!(
+            got.insert(k.clone(), e).is_none(),
+            "{what}: duplicate prediction {k:?}"
+        );
+    }
+    check_predictions(&got, expected, what);
     let dead = read("dead");
-    let got_dead: BTreeMap<(i32, i64), String> = dead
-        .iter()
-        .map(|r| {
-            let p: i32 = r.headers["flowcast.partition"]
-                .parse()
-                .expect("partition header");
-            let o: i64 = r.headers["flowcast.offset"].parse().expect("offset header");
-            ((p, o), r.headers["flowcast.reason"].clone())
-        })
-        .collect();
+    let got_dead: BTreeMap<(i32, i64), String> = dead.iter().map(parse_dead_letter).collect();
     assert_eq!(got_dead.len(), dead.len(), "{what}: each dead letter once");
     assert_eq!(&got_dead, &expected.dead, "{what}: dead letters");
     let late = read("late");
@@ -185,4 +199,113 @@ pub fn check_outputs(brokers: &str, outs: &[&str], expected: &reference::Output,
         "{what}: nothing is late, but {} records are, e.g. {first:?}",
         late.len()
     );
+}
+
+/// End offsets per partition of a topic.
+pub type Ends = BTreeMap<i32, i64>;
+
+/// The run that wrote `r`: runs are told apart by the topic's end offsets per partition
+/// taken after each run (`ends[k]` after run `k`).
+fn run_of(r: &Record, ends: &[BTreeMap<i32, i64>]) -> usize {
+    ends.iter()
+        .position(|e| r.offset < e.get(&r.partition).copied().unwrap_or(0))
+        .unwrap_or(ends.len())
+}
+
+/// The at-least-once check of a job restarted after crashes from its checkpoints: the
+/// output topics `{out}-pred` and `{out}-dead` hold every reference record (values
+/// exact), nothing is missing, and a record appears more than once only because a
+/// restart redid what came after the checkpoint it restored: within each run's output
+/// of a partition, the records written again later form a suffix (nothing before the
+/// restored checkpoint is repeated), and no run writes a record twice. `ends[k]` are
+/// the end offsets per partition after run `k` of each topic (`pred`, `dead`); returns,
+/// per run, how many predictions it wrote and how many of those a later run wrote again.
+pub fn check_restarted_outputs(
+    brokers: &str,
+    out: &str,
+    ends: &[(Ends, Ends)],
+    expected: &reference::Output,
+    what: &str,
+) -> Vec<(usize, usize)> {
+    let pred_ends: Vec<_> = ends.iter().map(|e| e.0.clone()).collect();
+    let dead_ends: Vec<_> = ends.iter().map(|e| e.1.clone()).collect();
+    let preds = kafka::read_all(brokers, &format!("{out}-pred"));
+    let keyed: Vec<_> = preds
+        .iter()
+        .map(|r| (parse_prediction(r, what), r))
+        .collect();
+    let mut got: BTreeMap<(String, i64), Expected> = BTreeMap::new();
+    for ((k, e), _) in &keyed {
+        if let Some(prev) = got.insert(k.clone(), e.clone()) {
+            assert_eq!(
+                &prev, e,
+                "{what}: a repeated prediction {k:?} has other values"
+            );
+        }
+    }
+    check_predictions(&got, expected, what);
+    let repeated = suffix_check(
+        keyed.iter().map(|((k, _), r)| (format!("{k:?}"), *r)),
+        &pred_ends,
+        &format!("{what}: predictions"),
+    );
+    let dead = kafka::read_all(brokers, &format!("{out}-dead"));
+    let got_dead: BTreeMap<(i32, i64), String> = dead.iter().map(parse_dead_letter).collect();
+    assert_eq!(&got_dead, &expected.dead, "{what}: dead letters");
+    suffix_check(
+        dead.iter()
+            .map(|r| (format!("{:?}", parse_dead_letter(r).0), r)),
+        &dead_ends,
+        &format!("{what}: dead letters"),
+    );
+    repeated
+}
+
+/// Records by identity: each at most once per run, and a run's records repeated by a
+/// later run form a suffix of each of its partitions. Returns, per run, how many records
+/// it wrote and how many of them were written again later.
+fn suffix_check<'a>(
+    records: impl Iterator<Item = (String, &'a Record)>,
+    ends: &[BTreeMap<i32, i64>],
+    what: &str,
+) -> Vec<(usize, usize)> {
+    let mut runs: BTreeMap<String, Vec<(usize, i32, i64)>> = BTreeMap::new();
+    for (id, r) in records {
+        runs.entry(id)
+            .or_default()
+            .push((run_of(r, ends), r.partition, r.offset));
+    }
+    // (run, partition) → offsets of its records, and of those repeated later.
+    let mut all: BTreeMap<(usize, i32), Vec<i64>> = BTreeMap::new();
+    let mut again: BTreeMap<(usize, i32), Vec<i64>> = BTreeMap::new();
+    let mut per_run = vec![(0, 0); ends.len() + 1];
+    for (id, copies) in &runs {
+        let mut seen = std::collections::BTreeSet::new();
+        for (run, _, _) in copies {
+            assert!(seen.insert(*run), "{what}: {id} written twice by run {run}");
+        }
+        let last = copies.iter().map(|c| c.0).max().unwrap_or(0);
+        for &(run, p, o) in copies {
+            all.entry((run, p)).or_default().push(o);
+            per_run[run].0 += 1;
+            if run < last {
+                again.entry((run, p)).or_default().push(o);
+                per_run[run].1 += 1;
+            }
+        }
+    }
+    for (key, offsets) in &again {
+        let lowest = offsets.iter().min().copied().unwrap_or(i64::MAX);
+        let after = all[key].iter().filter(|o| **o >= lowest).count();
+        assert_eq!(
+            after,
+            offsets.len(),
+            "{what}: run {} partition {} repeats records that a restored checkpoint covered (from offset {lowest} on, {after} records but only {} repeated)",
+            key.0,
+            key.1,
+            offsets.len()
+        );
+    }
+    per_run.truncate(ends.len());
+    per_run
 }

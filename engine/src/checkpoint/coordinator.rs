@@ -200,6 +200,9 @@ struct Run {
     stopping: bool,
     written: Vec<Manifest>,
     m: Gauges,
+    /// `FLOWCAST_FAILPOINT=checkpoint-before-manifest` (fault tests only): abort once this
+    /// process's files of a checkpoint are written, before its manifest.
+    fail_before_manifest: bool,
 }
 
 impl Run {
@@ -244,6 +247,8 @@ impl Run {
             stopping: false,
             written: Vec::new(),
             m,
+            fail_before_manifest: std::env::var("FLOWCAST_FAILPOINT").as_deref()
+                == Ok("checkpoint-before-manifest"),
         }
     }
 
@@ -366,6 +371,14 @@ impl Run {
                 c.local_files += 1;
                 c.bytes += file.size;
                 if c.local_files == self.cfg.local_workers {
+                    if self.fail_before_manifest {
+                        // Fault tests: die as `kill -9` would, files written, no manifest.
+                        tracing::error!(
+                            checkpoint = f.id,
+                            "FLOWCAST_FAILPOINT=checkpoint-before-manifest: aborting"
+                        );
+                        std::process::abort();
+                    }
                     self.complete(f.id);
                 }
             }

@@ -106,7 +106,8 @@ pub fn build(
         .concat(control.map(Signal::Command))
         .broadcast();
     let ctx = JobContext { signals, state };
-    source_positions(src.progress, &spec.source.topic, &ctx);
+    let commits = spec.checkpoint.location.is_some().then_some(&settings);
+    source_positions(src.progress, &spec.source.topic, commits, &ctx);
     let sink_ctx = SinkContext {
         job: spec.name.clone(),
         kafka: settings.clone(),

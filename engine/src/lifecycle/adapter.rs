@@ -180,7 +180,7 @@ where
                         match c {
                             Command::Snapshot { id: snap }
                             | Command::StopWithSnapshot { id: snap } => {
-                                match write_snapshot(&id, version, &watermark, |w| {
+                                match write_snapshot(&id, snap, version, &watermark, |w| {
                                     op.snapshot(&ectx, w)
                                 }) {
                                     Ok(s) => state.report(snap, t, s),

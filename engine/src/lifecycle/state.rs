@@ -125,9 +125,16 @@ pub fn partition_owner(partition: i32, workers: usize) -> usize {
 #[derive(Debug)]
 pub struct StateWriter<'a> {
     snap: &'a mut OperatorSnapshot,
+    snapshot: u64,
 }
 
 impl StateWriter<'_> {
+    /// The id of the snapshot (checkpoint or savepoint) being written: an operator that
+    /// acts when it is committed ([`super::Operator::on_checkpoint_committed`]) keys by it.
+    pub fn snapshot_id(&self) -> u64 {
+        self.snapshot
+    }
+
     fn encode<S: Serialize + ?Sized>(&self, value: &S) -> Result<Vec<u8>, StateError> {
         bincode::serialize(value).map_err(|e| StateError::Encode {
             operator: self.snap.id.clone(),
@@ -481,6 +488,7 @@ impl WorkerState {
 /// A fresh, empty operator snapshot with `writer` filling it.
 pub(super) fn write_snapshot(
     id: &str,
+    snapshot: u64,
     version: u32,
     watermark: &JobWatermark,
     fill: impl FnOnce(&mut StateWriter<'_>) -> Result<(), StateError>,
@@ -493,7 +501,10 @@ pub(super) fn write_snapshot(
         partitions: BTreeMap::new(),
         replicated: None,
     };
-    fill(&mut StateWriter { snap: &mut snap })?;
+    fill(&mut StateWriter {
+        snap: &mut snap,
+        snapshot,
+    })?;
     Ok(snap)
 }
 

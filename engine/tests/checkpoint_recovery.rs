@@ -1,0 +1,287 @@
+//! Checkpoints and recovery, end to end, with the real `flowcast` binary on the real
+//! Kafka cluster: a streaming job checkpointing every 500 ms is killed (`kill -9`) at
+//! several points — while processing, right after a manifest, after its files but before
+//! its manifest (a fail point that aborts the process) — and each time its newest
+//! checkpoint is damaged (a truncated file, a flipped byte, a deleted manifest). Every
+//! restart (at 2 → 3 → 1 → 2 workers) must fall back to the newest good checkpoint, and
+//! the output topics together must hold exactly the reference output: nothing missing,
+//! and a record repeated only when it came after the checkpoint a restart restored.
+//! Run 4 stops on SIGTERM with a final checkpoint once a checkpoint covers the whole
+//! input (the job's consumer group shows it), and a bounded run 5 resumes from that final
+//! checkpoint and closes the last windows.
+
+use flowcast_tests::forecast::{
+    as_input, check_restarted_outputs, params, recorded_input, spec_text,
+};
+use flowcast_tests::kafka::{self, Record};
+use flowcast_tests::{reference, wait};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(120);
+
+fn spawn(job: &Path, workers: usize, log: &Path, failpoint: Option<&str>) -> Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_flowcast"));
+    c.args(["run", job.to_str().expect("utf-8 path")])
+        .args(["--workers", &workers.to_string()])
+        .env("FLOWCAST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"));
+    if let Some(f) = failpoint {
+        c.env("FLOWCAST_FAILPOINT", f);
+    }
+    c.spawn().expect("spawn flowcast run")
+}
+
+/// Ids of the checkpoints with a manifest.
+fn manifests(dir: &Path) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("_MANIFEST").exists())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn newest(dir: &Path) -> u64 {
+    *manifests(dir).last().expect("a complete checkpoint")
+}
+
+/// The worker files of checkpoint `id`.
+fn files_of(dir: &Path, id: u64) -> Vec<PathBuf> {
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join(format!("chk-{id}/_MANIFEST"))).expect("manifest"),
+    )
+    .expect("manifest json");
+    m["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| dir.join(f["path"].as_str().expect("path")))
+        .collect()
+}
+
+fn end_offsets(records: &[Record]) -> BTreeMap<i32, i64> {
+    let mut ends = BTreeMap::new();
+    for r in records {
+        let e = ends.entry(r.partition).or_insert(0);
+        *e = (*e).max(r.offset + 1);
+    }
+    ends
+}
+
+fn ends(brokers: &str, out: &str) -> (BTreeMap<i32, i64>, BTreeMap<i32, i64>) {
+    (
+        end_offsets(&kafka::read_all(brokers, &format!("{out}-pred"))),
+        end_offsets(&kafka::read_all(brokers, &format!("{out}-dead"))),
+    )
+}
+
+/// The offsets committed to consumer group `group` for every partition of `topic`.
+fn group_offsets(brokers: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition(topic, p);
+    }
+    c.committed_offsets(tpl, Duration::from_secs(10))
+        .map(|t| {
+            t.elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn kill_9(mut c: Child) {
+    c.kill().expect("kill -9");
+    let _ = c.wait();
+}
+
+fn fell_back(log: &Path) -> bool {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("falling back to an older one")
+}
+
+fn restored_from(log: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let line = text
+        .lines()
+        .find(|l| l.contains("restoring from the latest complete checkpoint"))?;
+    line.split("checkpoint=")
+        .nth(1)?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing() {
+    let brokers = flowcast_tests::brokers();
+    let topic = flowcast_tests::unique_topic("DHT11-ckpt");
+    kafka::create_topic(&brokers, &topic, 3);
+    let out = flowcast_tests::unique_topic("ckpt");
+    let tmp = tempfile::tempdir().expect("temp dir");
+
+    let ckpt = tmp.path().join("checkpoints");
+    let text = spec_text(&brokers, &topic, &out).replace("stop = \"latest\"", "stop = \"never\"")
+        + &format!(
+            "\n[checkpoint]\nlocation = \"{}\"\ninterval = \"500ms\"\nretained = 3\n",
+            ckpt.display()
+        );
+    let job = tmp.path().join("job.toml");
+    std::fs::write(&job, text).expect("job spec");
+    let log = |k: usize| tmp.path().join(format!("run-{k}.log"));
+    let input = recorded_input(false);
+    let (a, b) = (input.len() / 3, input.len() * 2 / 3);
+    let preds = |brokers: &str| kafka::read_all(brokers, &format!("{out}-pred")).len();
+    let mut run_ends = Vec::new();
+
+    // Run 1, 2 workers: part 1, two checkpoints, then part 2 arrives and the job is
+    // killed while it processes it.
+    kafka::produce(&brokers, &topic, &input[..a]);
+    let run = spawn(&job, 2, &log(1), None);
+    wait::until("two checkpoints of run 1", WITHIN, || {
+        manifests(&ckpt).len() >= 2
+    });
+    let before = preds(&brokers);
+    kafka::produce(&brokers, &topic, &input[a..b]);
+    wait::until("run 1 to work on part 2", WITHIN, || {
+        preds(&brokers) > before
+    });
+    kill_9(run);
+    run_ends.push(ends(&brokers, &out));
+
+    // Truncate a file of the newest checkpoint. Run 2, 3 workers, falls back to the one
+    // before and is killed right after its first new manifest.
+    let damaged = newest(&ckpt);
+    let f = &files_of(&ckpt, damaged)[0];
+    let len = std::fs::metadata(f).expect("file").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(f)
+        .and_then(|h| h.set_len(len / 2))
+        .expect("truncate");
+    let run = spawn(&job, 3, &log(2), None);
+    wait::until("a manifest of run 2", WITHIN, || newest(&ckpt) > damaged);
+    kill_9(run);
+    run_ends.push(ends(&brokers, &out));
+    assert!(
+        fell_back(&log(2)),
+        "run 2 says it skipped checkpoint {damaged}"
+    );
+    let restored = restored_from(&log(2));
+    assert!(
+        restored.is_some_and(|id| id < damaged),
+        "run 2 restored {restored:?}, not a checkpoint before {damaged}:\n{}",
+        std::fs::read_to_string(log(2)).unwrap_or_default()
+    );
+
+    // Flip a byte in the newest checkpoint. Run 3, 1 worker, with the rest of the input;
+    // its fail point aborts it once its files of a checkpoint are written, before the
+    // manifest.
+    let damaged = newest(&ckpt);
+    let f = &files_of(&ckpt, damaged)[0];
+    let mut bytes = std::fs::read(f).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(f, bytes).expect("flip a byte");
+    kafka::produce(&brokers, &topic, &input[b..]);
+    let mut run = spawn(&job, 1, &log(3), Some("checkpoint-before-manifest"));
+    let status = wait::poll_for(WITHIN, || run.try_wait().ok().flatten())
+        .expect("run 3 aborts at its fail point");
+    assert!(!status.success(), "run 3 died at the fail point: {status}");
+    run_ends.push(ends(&brokers, &out));
+    assert!(
+        fell_back(&log(3)),
+        "run 3 says it skipped checkpoint {damaged}"
+    );
+    assert_eq!(newest(&ckpt), damaged, "run 3 completed no checkpoint");
+
+    // Delete the newest manifest. Run 4, 2 workers, falls back once more and reads the
+    // rest of the input; once a checkpoint covers all of it (its offsets, committed to the
+    // job's consumer group, reach the end of every partition) SIGTERM stops it with a
+    // final checkpoint.
+    std::fs::remove_file(ckpt.join(format!("chk-{damaged}/_MANIFEST"))).expect("rm manifest");
+    let all = as_input(&kafka::read_all(&brokers, &topic));
+    assert_eq!(all.len(), input.len());
+    let input_ends = end_offsets(&kafka::read_all(&brokers, &topic));
+    let mut run = spawn(&job, 2, &log(4), None);
+    wait::until("a checkpoint of the whole input", WITHIN, || {
+        group_offsets(&brokers, &format!("flowcast-{out}"), &topic) == input_ends
+    });
+    let last = newest(&ckpt);
+    let term = Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let status = wait::poll_for(WITHIN, || run.try_wait().ok().flatten()).expect("run 4 stops");
+    assert!(status.success(), "SIGTERM stops cleanly: {status}");
+    assert!(
+        fell_back(&log(4)),
+        "run 4 says it skipped checkpoint {damaged}"
+    );
+    let last_run4 = newest(&ckpt);
+    assert!(last_run4 > last, "SIGTERM took a final checkpoint");
+    run_ends.push(ends(&brokers, &out));
+
+    // Run 5, bounded (`stop = "latest"`): resumes from run 4's final checkpoint, finds
+    // nothing new to read and closes the last windows, as an uninterrupted bounded run
+    // does at the end of its input.
+    std::fs::write(
+        &job,
+        std::fs::read_to_string(&job)
+            .expect("spec")
+            .replace("stop = \"never\"", "stop = \"latest\""),
+    )
+    .expect("bounded spec");
+    let mut run = spawn(&job, 2, &log(5), None);
+    let status = wait::poll_for(WITHIN, || run.try_wait().ok().flatten()).expect("run 5 ends");
+    assert!(status.success(), "the bounded run ends cleanly: {status}");
+    assert_eq!(
+        restored_from(&log(5)),
+        Some(last_run4),
+        "run 5 resumed from the final checkpoint"
+    );
+    run_ends.push(ends(&brokers, &out));
+
+    let expected = reference::run(&all, &params(), &reference::persistence);
+    let runs = check_restarted_outputs(
+        &brokers,
+        &out,
+        &run_ends,
+        &expected,
+        "kill -9, damaged checkpoints, restarts",
+    );
+    eprintln!(
+        "{} predictions; per run (written, written again later): {runs:?}; checkpoints {:?}",
+        expected.predictions.len(),
+        manifests(&ckpt)
+    );
+    assert!(
+        runs[0].1 < runs[0].0,
+        "run 1's output before its checkpoints was not redone: {runs:?}"
+    );
+    assert_eq!(
+        runs[3].1, 0,
+        "run 5 resumed exactly where SIGTERM's final checkpoint left run 4: {runs:?}"
+    );
+}
