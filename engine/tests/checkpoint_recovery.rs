@@ -23,9 +23,20 @@ use std::time::Duration;
 const WITHIN: Duration = Duration::from_secs(120);
 
 fn spawn(job: &Path, workers: usize, log: &Path, failpoint: Option<&str>) -> Child {
+    spawn_with(job, workers, log, failpoint, &[])
+}
+
+fn spawn_with(
+    job: &Path,
+    workers: usize,
+    log: &Path,
+    failpoint: Option<&str>,
+    extra: &[String],
+) -> Child {
     let mut c = Command::new(env!("CARGO_BIN_EXE_flowcast"));
     c.args(["run", job.to_str().expect("utf-8 path")])
         .args(["--workers", &workers.to_string()])
+        .args(extra)
         .env("FLOWCAST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("log file"));
@@ -283,5 +294,101 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
     assert_eq!(
         runs[3].1, 0,
         "run 5 resumed exactly where SIGTERM's final checkpoint left run 4: {runs:?}"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[test]
+fn a_lost_process_stops_its_peer_with_a_clear_error_and_the_job_resumes_as_one() {
+    let brokers = flowcast_tests::brokers();
+    let topic = flowcast_tests::unique_topic("DHT11-ckpt2");
+    kafka::create_topic(&brokers, &topic, 3);
+    let out = flowcast_tests::unique_topic("ckpt2");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ckpt = tmp.path().join("checkpoints");
+    let text = spec_text(&brokers, &topic, &out).replace("stop = \"latest\"", "stop = \"never\"")
+        + &format!(
+            "\n[checkpoint]\nlocation = \"{}\"\ninterval = \"500ms\"\n",
+            ckpt.display()
+        );
+    let job = tmp.path().join("job.toml");
+    std::fs::write(&job, text).expect("job spec");
+    let log = |k: &str| tmp.path().join(format!("{k}.log"));
+    let input = recorded_input(false);
+    let half = input.len() / 2;
+    kafka::produce(&brokers, &topic, &input[..half]);
+
+    // Two processes of one worker each; once they have checkpointed, process 1 is
+    // killed while the second half of the input streams in.
+    let hosts = format!("127.0.0.1:{},127.0.0.1:{}", free_port(), free_port());
+    let mut procs: Vec<Child> = (0..2)
+        .map(|i| {
+            let extra = [
+                "--processes".to_owned(),
+                "2".to_owned(),
+                "--process-index".to_owned(),
+                i.to_string(),
+                "--hosts".to_owned(),
+                hosts.clone(),
+            ];
+            spawn_with(&job, 1, &log(&format!("p{i}")), None, &extra)
+        })
+        .collect();
+    wait::until("two checkpoints of the 2-process job", WITHIN, || {
+        manifests(&ckpt).len() >= 2
+    });
+    kafka::produce(&brokers, &topic, &input[half..]);
+    let p1 = procs.pop().expect("process 1");
+    kill_9(p1);
+    let mut p0 = procs.pop().expect("process 0");
+    let status =
+        wait::poll_for(WITHIN, || p0.try_wait().ok().flatten()).expect("process 0 stops too");
+    let text = std::fs::read_to_string(log("p0")).unwrap_or_default();
+    assert_eq!(
+        status.code(),
+        Some(75),
+        "process 0 exits with the peer-lost code: {status}\n{text}"
+    );
+    assert!(
+        text.contains("lost the connection to a peer process") && !text.contains("panicked at"),
+        "one clear line, no panic backtrace:\n{text}"
+    );
+    let run1 = ends(&brokers, &out);
+
+    // The job resumes as one process of two workers, bounded: it reads the rest and closes
+    // the last windows; together the runs hold the reference output.
+    std::fs::write(
+        &job,
+        std::fs::read_to_string(&job)
+            .expect("spec")
+            .replace("stop = \"never\"", "stop = \"latest\""),
+    )
+    .expect("bounded spec");
+    let mut run = spawn(&job, 2, &log("resume"), None);
+    let status =
+        wait::poll_for(WITHIN, || run.try_wait().ok().flatten()).expect("resumed run ends");
+    assert!(status.success(), "the resumed run ends cleanly: {status}");
+    assert!(
+        restored_from(&log("resume")).is_some(),
+        "it resumed from a checkpoint"
+    );
+    let all = as_input(&kafka::read_all(&brokers, &topic));
+    let expected = reference::run(&all, &params(), &reference::persistence);
+    let runs = check_restarted_outputs(
+        &brokers,
+        &out,
+        &[run1, ends(&brokers, &out)],
+        &expected,
+        "2 processes, one killed, resumed as 1",
+    );
+    assert!(
+        runs[0].1 < runs[0].0,
+        "the checkpoint covered part of run 1: {runs:?}"
     );
 }

@@ -98,6 +98,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         args.process_index,
         args.processes
     );
+    if args.processes > 1 {
+        exit_when_a_peer_is_lost();
+    }
     let exec = Execution {
         workers: args.workers,
         process_index: args.process_index,
@@ -145,6 +148,38 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let summary = runtime::run_with(&spec, &exec, opts)?;
     println!("flowcast: job {} {summary}", spec.name);
     Ok(())
+}
+
+/// The exit code of a process whose peer process went away (sysexits' `EX_TEMPFAIL`: start
+/// every process of the job again; it resumes from its latest checkpoint).
+pub const PEER_LOST: i32 = 75;
+
+/// timely takes every process of a job down when one dies: its network threads panic
+/// ("timely communication error: …"). Instead of that panic's backtrace and exit 101,
+/// say in one line what happened and what to do, and exit with [`PEER_LOST`].
+fn exit_when_a_peer_is_lost() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("").to_owned();
+        let network = thread.starts_with("timely:send") || thread.starts_with("timely:recv");
+        let lost = ["timely communication error", "MergeQueue", "Send thread"]
+            .iter()
+            .any(|m| msg.contains(m));
+        if lost || network {
+            eprintln!(
+                "flowcast: lost the connection to a peer process of this job ({}); stopping this process too. Start every process of the job again: it resumes from its latest checkpoint.",
+                msg.lines().next().unwrap_or("no detail")
+            );
+            std::process::exit(PEER_LOST);
+        }
+        default(info);
+    }));
 }
 
 /// A job that checkpoints: SIGTERM or SIGINT → stop with a final checkpoint (what
