@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Starts or stops the services Flowcast's tests run against, all on 127.0.0.1:
 #   - "test":   a three-broker KRaft Kafka cluster on 9092-9094 (the reference deployment)
-#   - "single": a one-broker KRaft Kafka on 9095, plus SASL_SSL (SCRAM-SHA-512) on 9096
+#   - "single": a one-broker KRaft Kafka on 9095, plus SASL_SSL (SCRAM-SHA-512) on 9097
 #   - Mosquitto on 1883, plus MQTT over TLS with password authentication on 8883
 # Ports move with FLOWCAST_TEST_KAFKA_PORT, FLOWCAST_TEST_SINGLE_PORT, FLOWCAST_TEST_MQTT_PORT,
-# FLOWCAST_TEST_SASL_PORT (default: the single port + 1), FLOWCAST_TEST_MQTT_TLS_PORT (a Kafka
+# FLOWCAST_TEST_SASL_PORT (default: the single port + 2; + 1 is the ingest outage test's broker), FLOWCAST_TEST_MQTT_TLS_PORT (a Kafka
 # node also uses its port + 100 for its controller). The throw-away CA, certificates and
 # test credentials are deploy/tls/certs.sh's, under the run directory.
 #
@@ -14,7 +14,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 KAFKA_PORT="${FLOWCAST_TEST_KAFKA_PORT:-9092}"
 SINGLE_PORT="${FLOWCAST_TEST_SINGLE_PORT:-9095}"
 MQTT_PORT="${FLOWCAST_TEST_MQTT_PORT:-1883}"
-SASL_PORT="${FLOWCAST_TEST_SASL_PORT:-$((SINGLE_PORT + 1))}"
+SASL_PORT="${FLOWCAST_TEST_SASL_PORT:-$((SINGLE_PORT + 2))}"
 MQTT_TLS_PORT="${FLOWCAST_TEST_MQTT_TLS_PORT:-8883}"
 case "${1:-}" in
   start)

@@ -5,7 +5,7 @@
 #   deploy/kafka/start.sh                         # one broker on 9092
 #   deploy/kafka/start.sh --brokers 3             # three brokers on 9092-9094 (the reference)
 #   deploy/kafka/start.sh --name single --port 9095
-#   deploy/kafka/start.sh --name single --port 9095 --sasl-port 9096
+#   deploy/kafka/start.sh --name single --port 9095 --sasl-port 9097
 #
 # --sasl-port adds a SASL_SSL listener per node (SASL_PORT + node index): TLS with the
 # certificate of deploy/tls/certs.sh and SCRAM-SHA-512 with the user and password in its

@@ -1,6 +1,6 @@
 //! Where the encrypted and authenticated test services are, and what they accept: the
 //! SASL_SSL listener of the one-broker cluster (`FLOWCAST_TEST_SASL_BROKER`, default
-//! `127.0.0.1:9096`), Mosquitto's TLS listener (`FLOWCAST_TEST_MQTT_TLS`, default
+//! `127.0.0.1:9097`), Mosquitto's TLS listener (`FLOWCAST_TEST_MQTT_TLS`, default
 //! `127.0.0.1:8883`), and the throw-away CA and credentials `deploy/tls/certs.sh` made
 //! (`FLOWCAST_TEST_TLS_DIR`, default the repository's `.flowcast-run/tls`). A test that
 //! needs them fails when they are not there; it never skips.
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 /// Bootstrap server of the SASL_SSL (SCRAM-SHA-512) listener.
 pub fn sasl_broker() -> String {
-    std::env::var("FLOWCAST_TEST_SASL_BROKER").unwrap_or_else(|_| "127.0.0.1:9096".to_owned())
+    std::env::var("FLOWCAST_TEST_SASL_BROKER").unwrap_or_else(|_| "127.0.0.1:9097".to_owned())
 }
 
 /// `host:port` of Mosquitto's TLS listener.
