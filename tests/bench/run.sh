@@ -47,15 +47,22 @@ while [[ $# -gt 0 ]]; do
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-log() { printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; }
+# Progress: numbered stages and runs ("stage 3/6", "drain 2/8"), bold on a terminal only.
+log() {
+  if [[ -t 2 ]]; then printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; else printf '[bench] %s\n' "$*" >&2; fi
+}
+STAGES=6
+STAGE=0
+stage() { STAGE=$((STAGE + 1)); log "stage $STAGE/$STAGES: $* ($((SECONDS / 60)) min so far)"; }
 PORT="${FLOWCAST_BENCH_PORT:-9350}"
 BROKERS="127.0.0.1:$PORT"
 TOPIC="DHT11-bench"
 BAD=$((READINGS / 10000 + 11))
 
+stage "install (deploy/setup.sh, tests/bench/setup.sh) and build Flowcast (release)"
 deploy/setup.sh
 eval "$("$HERE/setup.sh")"
-cargo build --release -q -p flowcast-engine -p flowcast-tests --bin flowcast --bin flowcast-fill
+cargo build --release -p flowcast-engine -p flowcast-tests --bin flowcast --bin flowcast-fill
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 PY="$SPARK_PY"
 H="$HERE/harness"
@@ -64,6 +71,7 @@ RES="$WORK/results"
 mkdir -p "$RES"
 log "work dir $WORK"
 
+stage "start Kafka, fill $TOPIC with $READINGS readings of $DEVICES devices"
 trap 'deploy/kafka/stop.sh --name bench-peers >&2 || true' EXIT
 FLOWCAST_KAFKA_HEAP="${FLOWCAST_KAFKA_HEAP:-1g}" deploy/kafka/start.sh --name bench-peers --port "$PORT"
 topic() { "$BIN/flowcast" topics create "$1" --partitions 3 --brokers "$BROKERS" "${@:2}" >/dev/null; }
@@ -107,10 +115,13 @@ engine_cmd() {
 }
 
 # Drains.
+stage "drain the topic with ${#RUNS[@]} runs"
+n=0
 for run in "${RUNS[@]}"; do
   read -r id engine workers model <<< "$run"
   engine_cmd "$id" "$engine" "$workers" "$model" "$TOPIC" "$id" true
-  log "drain: $id"
+  n=$((n + 1))
+  log "drain $n/${#RUNS[@]}: $id"
   "$PY" "$H/procstat.py" --out "$RES/$id.drain.json" -- "${CMD[@]}" \
     > "$RES/$id.drain.stdout" 2> "$RES/$id.drain.stderr" \
     || { tail -n 30 "$RES/$id.drain.stderr" >&2; log "drain $id failed"; exit 1; }
@@ -118,6 +129,7 @@ for run in "${RUNS[@]}"; do
 done
 
 # Outputs equal before any time counts.
+stage "check that every output equals Flowcast's"
 checks=()
 for run in "${RUNS[@]}"; do
   read -r id engine workers model <<< "$run"
@@ -132,12 +144,15 @@ if ! "$PY" "$H/check.py" --brokers "$BROKERS" --input "$TOPIC" --result "$RES/ch
 fi
 
 # Latency on paced live input, one fresh input topic per run.
+stage "latency on paced live input (${LIVE_SECS}s + ${LIVE_GRACE}s grace per run)"
 if ((LIVE_SECS > 0)); then
+  n=0
   for run in "${RUNS[@]}"; do
     read -r id engine workers model <<< "$run"
     topic "$id-live-in" --config message.timestamp.type=LogAppendTime
     engine_cmd "$id" "$engine" "$workers" "$model" "$id-live-in" "$id-live" false
-    log "live: $id"
+    n=$((n + 1))
+    log "live $n/${#RUNS[@]}: $id"
     rm -f "$WORK/stop"
     "$PY" "$H/procstat.py" --out "$RES/$id.live-proc.json" --stop-file "$WORK/stop" -- "${CMD[@]}" \
       > "$RES/$id.live.stdout" 2> "$RES/$id.live.stderr" &
@@ -151,6 +166,7 @@ if ((LIVE_SECS > 0)); then
   done
 fi
 
+stage "write the report"
 "$PY" "$H/report.py" --results "$RES" --out "$OUT" --readings "$READINGS" --devices "$DEVICES" \
   --dead "$BAD" --live-rate "$LIVE_RATE" --live-devices "$LIVE_DEVICES" --live-secs "$LIVE_SECS" --live-grace "$LIVE_GRACE" \
   --flink-version "$FLINK_VERSION" --spark-version "$SPARK_VERSION" \
