@@ -392,3 +392,120 @@ fn a_lost_process_stops_its_peer_with_a_clear_error_and_the_job_resumes_as_one()
         "the checkpoint covered part of run 1: {runs:?}"
     );
 }
+
+/// A raw HTTP POST (no client library between the test and the wire); returns the status.
+fn post(addr: &str, path: &str, token: Option<&str>) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the control endpoint");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn savepoints_on_request_over_the_token_guarded_endpoint_and_stop_with_one() {
+    let brokers = flowcast_tests::brokers();
+    let topic = flowcast_tests::unique_topic("DHT11-sp");
+    kafka::create_topic(&brokers, &topic, 3);
+    let out = flowcast_tests::unique_topic("sp");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let ckpt = tmp.path().join("checkpoints");
+    let text = spec_text(&brokers, &topic, &out).replace("stop = \"latest\"", "stop = \"never\"")
+        + &format!(
+            "\n[checkpoint]\nlocation = \"{}\"\ninterval = \"1h\"\n",
+            ckpt.display()
+        );
+    let job = tmp.path().join("job.toml");
+    std::fs::write(&job, text).expect("job spec");
+    let input = recorded_input(false);
+    kafka::produce(&brokers, &topic, &input[..input.len() / 4]);
+    let token = format!("tok-{}", std::process::id());
+    let addr = format!("127.0.0.1:{}", free_port());
+    let log = tmp.path().join("run.log");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_flowcast"));
+    c.args([
+        "run",
+        job.to_str().expect("utf-8 path"),
+        "--control-addr",
+        &addr,
+    ])
+    .env("FLOWCAST_LOG", "debug")
+    .env("FLOWCAST_CONTROL_TOKEN", &token)
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).expect("log"));
+    let mut run = c.spawn().expect("spawn flowcast run");
+    let savepoints = ckpt.join("savepoints");
+    let sp_count = || manifests_in(&savepoints);
+    wait::until("the control endpoint", WITHIN, || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    assert_eq!(
+        post(&addr, "/savepoint", None),
+        401,
+        "no token, no savepoint"
+    );
+    assert_eq!(
+        post(&addr, "/savepoint", Some("wrong")),
+        401,
+        "a wrong token neither"
+    );
+    assert_eq!(post(&addr, "/savepoint", Some(&token)), 202);
+    wait::until("a savepoint", WITHIN, || sp_count() == 1);
+    assert_eq!(
+        post(&addr, "/stop-with-savepoint", Some(&token)),
+        202,
+        "stop with a savepoint"
+    );
+    let status = wait::poll_for(WITHIN, || run.try_wait().ok().flatten()).expect("the job stops");
+    assert!(status.success(), "stopped cleanly: {status}");
+    assert_eq!(sp_count(), 2, "the stop took a second savepoint");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains(&token), "the token never reaches the log");
+
+    // A savepoint is self-contained: moved elsewhere, with the checkpoints gone, a bounded
+    // run starts from it and ends cleanly.
+    let moved = tmp.path().join("moved");
+    let newest = std::fs::read_dir(&savepoints)
+        .expect("savepoints")
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .expect("a savepoint");
+    std::fs::rename(&newest, &moved).expect("move the savepoint");
+    std::fs::remove_dir_all(&ckpt).expect("remove the checkpoints");
+    std::fs::write(
+        &job,
+        std::fs::read_to_string(&job)
+            .expect("spec")
+            .replace("stop = \"never\"", "stop = \"latest\""),
+    )
+    .expect("bounded spec");
+    let status = Command::new(env!("CARGO_BIN_EXE_flowcast"))
+        .args(["run", job.to_str().expect("utf-8 path")])
+        .args(["--from-savepoint", moved.to_str().expect("utf-8 path")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run from the savepoint");
+    assert!(status.success(), "a run from the moved savepoint: {status}");
+}
+
+/// Savepoint directories (with a manifest) under `dir`.
+fn manifests_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("_MANIFEST").exists())
+        .count()
+}
