@@ -86,11 +86,25 @@ fn end_offsets(records: &[Record]) -> BTreeMap<i32, i64> {
     ends
 }
 
+/// The output topics' end offsets once they have stopped growing: a produce request a
+/// killed process had already sent may still be appended after it is gone, and a record
+/// of run k must not be counted as run k+1's.
 fn ends(brokers: &str, out: &str) -> (BTreeMap<i32, i64>, BTreeMap<i32, i64>) {
-    (
-        end_offsets(&kafka::read_all(brokers, &format!("{out}-pred"))),
-        end_offsets(&kafka::read_all(brokers, &format!("{out}-dead"))),
-    )
+    let read = || {
+        (
+            end_offsets(&kafka::read_all(brokers, &format!("{out}-pred"))),
+            end_offsets(&kafka::read_all(brokers, &format!("{out}-dead"))),
+        )
+    };
+    let mut last = read();
+    let settled = wait::poll_for(Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = read();
+        let same = now == last;
+        last = now;
+        same.then(|| last.clone())
+    });
+    settled.expect("the output topics stop growing once the job is down")
 }
 
 /// The offsets committed to consumer group `group` for every partition of `topic`.
