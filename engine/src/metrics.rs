@@ -448,25 +448,38 @@ pub fn router() -> axum::Router {
     axum::Router::new().route("/metrics", axum::routing::get(metrics_handler))
 }
 
-/// Serves `GET /metrics` on `addr` from a background thread (axum on a one-thread tokio
-/// runtime); returns the bound address. Binding errors are returned, not logged.
+/// Serves `GET /metrics` on `addr` ([`serve_router`]); binding errors are returned.
 pub fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    serve_router(addr, router(), "metrics")
+}
+
+/// Serves `app` on `addr` from a thread of its own (named `name`) with a small runtime;
+/// returns the bound address. The metrics endpoint and the control endpoint use it.
+///
+/// # Errors
+/// If the address cannot be bound or the thread not started.
+pub fn serve_router(
+    addr: SocketAddr,
+    app: axum::Router,
+    name: &str,
+) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let what = name.to_owned();
     std::thread::Builder::new()
-        .name("metrics".into())
+        .name(name.into())
         .spawn(move || {
             rt.block_on(async move {
                 let served = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => axum::serve(l, router()).await,
+                    Ok(l) => axum::serve(l, app).await,
                     Err(e) => Err(e),
                 };
                 if let Err(e) = served {
-                    tracing::warn!("metrics endpoint stopped: {e}");
+                    tracing::warn!("{what} endpoint stopped: {e}");
                 }
             })
         })?;

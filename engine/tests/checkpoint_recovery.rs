@@ -86,25 +86,12 @@ fn end_offsets(records: &[Record]) -> BTreeMap<i32, i64> {
     ends
 }
 
-/// The output topics' end offsets once they have stopped growing: a produce request a
-/// killed process had already sent may still be appended after it is gone, and a record
-/// of run k must not be counted as run k+1's.
-fn ends(brokers: &str, out: &str) -> (BTreeMap<i32, i64>, BTreeMap<i32, i64>) {
-    let read = || {
-        (
-            end_offsets(&kafka::read_all(brokers, &format!("{out}-pred"))),
-            end_offsets(&kafka::read_all(brokers, &format!("{out}-dead"))),
-        )
-    };
-    let mut last = read();
-    let settled = wait::poll_for(Duration::from_secs(30), || {
-        std::thread::sleep(Duration::from_millis(500));
-        let now = read();
-        let same = now == last;
-        last = now;
-        same.then(|| last.clone())
-    });
-    settled.expect("the output topics stop growing once the job is down")
+/// Now, ms since the epoch: taken once a run's process has ended, it bounds the create
+/// times of every record that run made.
+fn ended() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The offsets committed to consumer group `group` for every partition of `topic`.
@@ -166,13 +153,13 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
     let tmp = tempfile::tempdir().expect("temp dir");
 
     let ckpt = tmp.path().join("checkpoints");
-    let text = spec_text(&brokers, &topic, &out).replace("stop = \"latest\"", "stop = \"never\"")
-        + &format!(
-            "\n[checkpoint]\nlocation = \"{}\"\ninterval = \"500ms\"\nretained = 3\n",
-            ckpt.display()
-        );
-    let job = tmp.path().join("job.toml");
-    std::fs::write(&job, text).expect("job spec");
+    let job = streaming_job(
+        tmp.path(),
+        (&brokers, &topic, &out),
+        &ckpt,
+        "500ms",
+        "retained = 3\n",
+    );
     let log = |k: usize| tmp.path().join(format!("run-{k}.log"));
     let input = recorded_input(false);
     let (a, b) = (input.len() / 3, input.len() * 2 / 3);
@@ -192,7 +179,7 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
         preds(&brokers) > before
     });
     kill_9(run);
-    run_ends.push(ends(&brokers, &out));
+    run_ends.push(ended());
 
     // Truncate a file of the newest checkpoint. Run 2, 3 workers, falls back to the one
     // before and is killed right after its first new manifest.
@@ -207,7 +194,7 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
     let run = spawn(&job, 3, &log(2), None);
     wait::until("a manifest of run 2", WITHIN, || newest(&ckpt) > damaged);
     kill_9(run);
-    run_ends.push(ends(&brokers, &out));
+    run_ends.push(ended());
     assert!(
         fell_back(&log(2)),
         "run 2 says it skipped checkpoint {damaged}"
@@ -233,7 +220,7 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
     let status = wait::poll_for(WITHIN, || run.try_wait().ok().flatten())
         .expect("run 3 aborts at its fail point");
     assert!(!status.success(), "run 3 died at the fail point: {status}");
-    run_ends.push(ends(&brokers, &out));
+    run_ends.push(ended());
     assert!(
         fell_back(&log(3)),
         "run 3 says it skipped checkpoint {damaged}"
@@ -266,18 +253,12 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
     );
     let last_run4 = newest(&ckpt);
     assert!(last_run4 > last, "SIGTERM took a final checkpoint");
-    run_ends.push(ends(&brokers, &out));
+    run_ends.push(ended());
 
     // Run 5, bounded (`stop = "latest"`): resumes from run 4's final checkpoint, finds
     // nothing new to read and closes the last windows, as an uninterrupted bounded run
     // does at the end of its input.
-    std::fs::write(
-        &job,
-        std::fs::read_to_string(&job)
-            .expect("spec")
-            .replace("stop = \"never\"", "stop = \"latest\""),
-    )
-    .expect("bounded spec");
+    make_bounded(&job);
     let mut run = spawn(&job, 2, &log(5), None);
     let status = wait::poll_for(WITHIN, || run.try_wait().ok().flatten()).expect("run 5 ends");
     assert!(status.success(), "the bounded run ends cleanly: {status}");
@@ -286,7 +267,7 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
         Some(last_run4),
         "run 5 resumed from the final checkpoint"
     );
-    run_ends.push(ends(&brokers, &out));
+    run_ends.push(ended());
 
     let expected = reference::run(&all, &params(), &reference::persistence);
     let runs = check_restarted_outputs(
@@ -311,6 +292,32 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
     );
 }
 
+/// Writes the test job's spec as a stream (`stop = "never"`) checkpointing to `ckpt`
+/// every `interval`, with `more` appended to the `[checkpoint]` table; returns its path.
+fn streaming_job(
+    dir: &Path,
+    (brokers, topic, out): (&str, &str, &str),
+    ckpt: &Path,
+    interval: &str,
+    more: &str,
+) -> PathBuf {
+    let text = spec_text(brokers, topic, out).replace("stop = \"latest\"", "stop = \"never\"")
+        + &format!(
+            "\n[checkpoint]\nlocation = \"{}\"\ninterval = \"{interval}\"\n{more}",
+            ckpt.display()
+        );
+    let job = dir.join("job.toml");
+    std::fs::write(&job, text).expect("job spec");
+    job
+}
+
+/// Turns the job's spec into a bounded one (`stop = "latest"`).
+fn make_bounded(job: &Path) {
+    let text = std::fs::read_to_string(job).expect("spec");
+    std::fs::write(job, text.replace("stop = \"never\"", "stop = \"latest\""))
+        .expect("bounded spec");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -326,13 +333,7 @@ fn a_lost_process_stops_its_peer_with_a_clear_error_and_the_job_resumes_as_one()
     let out = flowcast_tests::unique_topic("ckpt2");
     let tmp = tempfile::tempdir().expect("temp dir");
     let ckpt = tmp.path().join("checkpoints");
-    let text = spec_text(&brokers, &topic, &out).replace("stop = \"latest\"", "stop = \"never\"")
-        + &format!(
-            "\n[checkpoint]\nlocation = \"{}\"\ninterval = \"500ms\"\n",
-            ckpt.display()
-        );
-    let job = tmp.path().join("job.toml");
-    std::fs::write(&job, text).expect("job spec");
+    let job = streaming_job(tmp.path(), (&brokers, &topic, &out), &ckpt, "500ms", "");
     let log = |k: &str| tmp.path().join(format!("{k}.log"));
     let input = recorded_input(false);
     let half = input.len() / 2;
@@ -373,17 +374,11 @@ fn a_lost_process_stops_its_peer_with_a_clear_error_and_the_job_resumes_as_one()
         text.contains("lost the connection to a peer process") && !text.contains("panicked at"),
         "one clear line, no panic backtrace:\n{text}"
     );
-    let run1 = ends(&brokers, &out);
+    let run1 = ended();
 
     // The job resumes as one process of two workers, bounded: it reads the rest and closes
     // the last windows; together the runs hold the reference output.
-    std::fs::write(
-        &job,
-        std::fs::read_to_string(&job)
-            .expect("spec")
-            .replace("stop = \"never\"", "stop = \"latest\""),
-    )
-    .expect("bounded spec");
+    make_bounded(&job);
     let mut run = spawn(&job, 2, &log("resume"), None);
     let status =
         wait::poll_for(WITHIN, || run.try_wait().ok().flatten()).expect("resumed run ends");
@@ -397,7 +392,7 @@ fn a_lost_process_stops_its_peer_with_a_clear_error_and_the_job_resumes_as_one()
     let runs = check_restarted_outputs(
         &brokers,
         &out,
-        &[run1, ends(&brokers, &out)],
+        &[run1, ended()],
         &expected,
         "2 processes, one killed, resumed as 1",
     );
@@ -434,13 +429,7 @@ fn savepoints_on_request_over_the_token_guarded_endpoint_and_stop_with_one() {
     let out = flowcast_tests::unique_topic("sp");
     let tmp = tempfile::tempdir().expect("temp dir");
     let ckpt = tmp.path().join("checkpoints");
-    let text = spec_text(&brokers, &topic, &out).replace("stop = \"latest\"", "stop = \"never\"")
-        + &format!(
-            "\n[checkpoint]\nlocation = \"{}\"\ninterval = \"1h\"\n",
-            ckpt.display()
-        );
-    let job = tmp.path().join("job.toml");
-    std::fs::write(&job, text).expect("job spec");
+    let job = streaming_job(tmp.path(), (&brokers, &topic, &out), &ckpt, "1h", "");
     let input = recorded_input(false);
     kafka::produce(&brokers, &topic, &input[..input.len() / 4]);
     let token = format!("tok-{}", std::process::id());
@@ -497,13 +486,7 @@ fn savepoints_on_request_over_the_token_guarded_endpoint_and_stop_with_one() {
         .expect("a savepoint");
     std::fs::rename(&newest, &moved).expect("move the savepoint");
     std::fs::remove_dir_all(&ckpt).expect("remove the checkpoints");
-    std::fs::write(
-        &job,
-        std::fs::read_to_string(&job)
-            .expect("spec")
-            .replace("stop = \"never\"", "stop = \"latest\""),
-    )
-    .expect("bounded spec");
+    make_bounded(&job);
     let status = Command::new(env!("CARGO_BIN_EXE_flowcast"))
         .args(["run", job.to_str().expect("utf-8 path")])
         .args(["--from-savepoint", moved.to_str().expect("utf-8 path")])

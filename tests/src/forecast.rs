@@ -201,15 +201,16 @@ pub fn check_outputs(brokers: &str, outs: &[&str], expected: &reference::Output,
     );
 }
 
-/// End offsets per partition of a topic.
-pub type Ends = BTreeMap<i32, i64>;
-
-/// The run that wrote `r`: runs are told apart by the topic's end offsets per partition
-/// taken after each run (`ends[k]` after run `k`).
-fn run_of(r: &Record, ends: &[BTreeMap<i32, i64>]) -> usize {
-    ends.iter()
-        .position(|e| r.offset < e.get(&r.partition).copied().unwrap_or(0))
-        .unwrap_or(ends.len())
+/// The run that wrote `r`: runs are told apart by the record's create time, against the
+/// time each run's process had ended (`ended_ms[k]` for run `k`). A produce request a
+/// killed process had sent may be appended after it is gone; its create time still says
+/// which run made it.
+fn run_of(r: &Record, ended_ms: &[i64]) -> usize {
+    let t = r.timestamp_ms.expect("records carry their create time");
+    ended_ms
+        .iter()
+        .position(|e| t <= *e)
+        .unwrap_or(ended_ms.len())
 }
 
 /// The at-least-once check of a job restarted after crashes from its checkpoints: the
@@ -217,18 +218,16 @@ fn run_of(r: &Record, ends: &[BTreeMap<i32, i64>]) -> usize {
 /// exact), nothing is missing, and a record appears more than once only because a
 /// restart redid what came after the checkpoint it restored: within each run's output
 /// of a partition, the records written again later form a suffix (nothing before the
-/// restored checkpoint is repeated), and no run writes a record twice. `ends[k]` are
-/// the end offsets per partition after run `k` of each topic (`pred`, `dead`); returns,
-/// per run, how many predictions it wrote and how many of those a later run wrote again.
+/// restored checkpoint is repeated), and no run writes a record twice. `ended_ms[k]` is
+/// when run `k`'s process had ended (wall clock, ms); returns, per run, how many
+/// predictions it wrote and how many of those a later run wrote again.
 pub fn check_restarted_outputs(
     brokers: &str,
     out: &str,
-    ends: &[(Ends, Ends)],
+    ended_ms: &[i64],
     expected: &reference::Output,
     what: &str,
 ) -> Vec<(usize, usize)> {
-    let pred_ends: Vec<_> = ends.iter().map(|e| e.0.clone()).collect();
-    let dead_ends: Vec<_> = ends.iter().map(|e| e.1.clone()).collect();
     let preds = kafka::read_all(brokers, &format!("{out}-pred"));
     let keyed: Vec<_> = preds
         .iter()
@@ -246,7 +245,7 @@ pub fn check_restarted_outputs(
     check_predictions(&got, expected, what);
     let repeated = suffix_check(
         keyed.iter().map(|((k, _), r)| (format!("{k:?}"), *r)),
-        &pred_ends,
+        ended_ms,
         &format!("{what}: predictions"),
     );
     let dead = kafka::read_all(brokers, &format!("{out}-dead"));
@@ -255,7 +254,7 @@ pub fn check_restarted_outputs(
     suffix_check(
         dead.iter()
             .map(|r| (format!("{:?}", parse_dead_letter(r).0), r)),
-        &dead_ends,
+        ended_ms,
         &format!("{what}: dead letters"),
     );
     repeated
@@ -266,7 +265,7 @@ pub fn check_restarted_outputs(
 /// it wrote and how many of them were written again later.
 fn suffix_check<'a>(
     records: impl Iterator<Item = (String, &'a Record)>,
-    ends: &[BTreeMap<i32, i64>],
+    ends: &[i64],
     what: &str,
 ) -> Vec<(usize, usize)> {
     let mut runs: BTreeMap<String, Vec<(usize, i32, i64)>> = BTreeMap::new();

@@ -21,6 +21,8 @@ pub struct Record {
     pub value: Vec<u8>,
     /// Headers as UTF-8 strings.
     pub headers: BTreeMap<String, String>,
+    /// The record's timestamp, ms (the producer's create time on the job's topics).
+    pub timestamp_ms: Option<i64>,
 }
 
 fn config(brokers: &str) -> ClientConfig {
@@ -200,6 +202,7 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
             key: m.key().map(<[u8]>::to_vec),
             value: m.payload().unwrap_or_default().to_vec(),
             headers,
+            timestamp_ms: m.timestamp().to_millis(),
         });
     }
     out

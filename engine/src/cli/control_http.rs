@@ -91,12 +91,6 @@ async fn stop_with_savepoint(State(ctl): State<Ctl>, headers: HeaderMap) -> (Sta
 /// # Errors
 /// If the address cannot be bound.
 pub fn serve(addr: SocketAddr, control: JobControl, token: String) -> std::io::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    let local = listener.local_addr()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let app = axum::Router::new()
         .route("/savepoint", post(savepoint))
         .route("/stop", post(stop))
@@ -105,18 +99,5 @@ pub fn serve(addr: SocketAddr, control: JobControl, token: String) -> std::io::R
             control,
             token: Arc::from(token),
         });
-    std::thread::Builder::new()
-        .name("control-http".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                let served = match tokio::net::TcpListener::from_std(listener) {
-                    Ok(l) => axum::serve(l, app).await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = served {
-                    tracing::warn!("control endpoint stopped: {e}");
-                }
-            })
-        })?;
-    Ok(local)
+    crate::metrics::serve_router(addr, app, "control")
 }
