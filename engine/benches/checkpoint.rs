@@ -67,7 +67,35 @@ fn snapshot(id: u64, worker: usize, workers: usize) -> WorkerSnapshot {
             keyed,
             partitions: BTreeMap::new(),
             replicated: None,
+            deferred: Default::default(),
         }],
+    }
+}
+
+/// A copy of a snapshot with nothing deferred (snapshots are not `Clone`: deferred state
+/// is a closure).
+fn copy(s: &WorkerSnapshot) -> WorkerSnapshot {
+    WorkerSnapshot {
+        format: s.format,
+        job: s.job.clone(),
+        id: s.id,
+        epoch: s.epoch,
+        worker: s.worker,
+        workers: s.workers,
+        key_groups: s.key_groups,
+        operators: s
+            .operators
+            .iter()
+            .map(|o| OperatorSnapshot {
+                id: o.id.clone(),
+                version: o.version,
+                watermark: o.watermark.clone(),
+                keyed: o.keyed.clone(),
+                partitions: o.partitions.clone(),
+                replicated: o.replicated.clone(),
+                deferred: Default::default(),
+            })
+            .collect(),
     }
 }
 
@@ -118,7 +146,7 @@ fn write_and_complete(c: &mut Criterion) {
             id += 1;
             let (tx, rx) = mpsc::channel();
             for s in &snaps {
-                let mut snap = s.clone();
+                let mut snap = copy(s);
                 snap.id = id;
                 let tx = tx.clone();
                 let job = WriteJob::Snapshot {

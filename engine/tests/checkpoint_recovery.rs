@@ -10,6 +10,9 @@
 //! input (the job's consumer group shows it), and a bounded run 5 resumes from that final
 //! checkpoint and closes the last windows.
 
+use flowcast_tests::checkpoint::{
+    self, fell_back, files_of, kill_9, manifests, newest, now_ms, restored_from,
+};
 use flowcast_tests::forecast::{
     as_input, check_restarted_outputs, params, recorded_input, spec_text,
 };
@@ -22,8 +25,10 @@ use std::time::Duration;
 
 const WITHIN: Duration = Duration::from_secs(120);
 
+const BIN: &str = env!("CARGO_BIN_EXE_flowcast");
+
 fn spawn(job: &Path, workers: usize, log: &Path, failpoint: Option<&str>) -> Child {
-    spawn_with(job, workers, log, failpoint, &[])
+    checkpoint::spawn(BIN, job, workers, log, failpoint, &[])
 }
 
 fn spawn_with(
@@ -33,48 +38,7 @@ fn spawn_with(
     failpoint: Option<&str>,
     extra: &[String],
 ) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_flowcast"));
-    c.args(["run", job.to_str().expect("utf-8 path")])
-        .args(["--workers", &workers.to_string()])
-        .args(extra)
-        .env("FLOWCAST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).expect("log file"));
-    if let Some(f) = failpoint {
-        c.env("FLOWCAST_FAILPOINT", f);
-    }
-    c.spawn().expect("spawn flowcast run")
-}
-
-/// Ids of the checkpoints with a manifest.
-fn manifests(dir: &Path) -> Vec<u64> {
-    let mut ids: Vec<u64> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("_MANIFEST").exists())
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
-        .collect();
-    ids.sort_unstable();
-    ids
-}
-
-fn newest(dir: &Path) -> u64 {
-    *manifests(dir).last().expect("a complete checkpoint")
-}
-
-/// The worker files of checkpoint `id`.
-fn files_of(dir: &Path, id: u64) -> Vec<PathBuf> {
-    let m: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join(format!("chk-{id}/_MANIFEST"))).expect("manifest"),
-    )
-    .expect("manifest json");
-    m["files"]
-        .as_array()
-        .expect("files")
-        .iter()
-        .map(|f| dir.join(f["path"].as_str().expect("path")))
-        .collect()
+    checkpoint::spawn(BIN, job, workers, log, failpoint, extra)
 }
 
 fn end_offsets(records: &[Record]) -> BTreeMap<i32, i64> {
@@ -84,14 +48,6 @@ fn end_offsets(records: &[Record]) -> BTreeMap<i32, i64> {
         *e = (*e).max(r.offset + 1);
     }
     ends
-}
-
-/// Now, ms since the epoch: taken once a run's process has ended, it bounds the create
-/// times of every record that run made.
-fn ended() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The offsets committed to consumer group `group` for every partition of `topic`.
@@ -118,30 +74,6 @@ fn group_offsets(brokers: &str, group: &str, topic: &str) -> BTreeMap<i32, i64> 
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn kill_9(mut c: Child) {
-    c.kill().expect("kill -9");
-    let _ = c.wait();
-}
-
-fn fell_back(log: &Path) -> bool {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .contains("falling back to an older one")
-}
-
-fn restored_from(log: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let line = text
-        .lines()
-        .find(|l| l.contains("restoring from the latest complete checkpoint"))?;
-    line.split("checkpoint=")
-        .nth(1)?
-        .split(' ')
-        .next()?
-        .parse()
-        .ok()
 }
 
 #[test]
@@ -179,7 +111,7 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
         preds(&brokers) > before
     });
     kill_9(run);
-    run_ends.push(ended());
+    run_ends.push(now_ms());
 
     // Truncate a file of the newest checkpoint. Run 2, 3 workers, falls back to the one
     // before and is killed right after its first new manifest.
@@ -194,7 +126,7 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
     let run = spawn(&job, 3, &log(2), None);
     wait::until("a manifest of run 2", WITHIN, || newest(&ckpt) > damaged);
     kill_9(run);
-    run_ends.push(ended());
+    run_ends.push(now_ms());
     assert!(
         fell_back(&log(2)),
         "run 2 says it skipped checkpoint {damaged}"
@@ -220,7 +152,7 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
     let status = wait::poll_for(WITHIN, || run.try_wait().ok().flatten())
         .expect("run 3 aborts at its fail point");
     assert!(!status.success(), "run 3 died at the fail point: {status}");
-    run_ends.push(ended());
+    run_ends.push(now_ms());
     assert!(
         fell_back(&log(3)),
         "run 3 says it skipped checkpoint {damaged}"
@@ -240,11 +172,7 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
         group_offsets(&brokers, &format!("flowcast-{out}"), &topic) == input_ends
     });
     let last = newest(&ckpt);
-    let term = Command::new("kill")
-        .args(["-TERM", &run.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(term.success());
+    checkpoint::terminate(&run);
     let status = wait::poll_for(WITHIN, || run.try_wait().ok().flatten()).expect("run 4 stops");
     assert!(status.success(), "SIGTERM stops cleanly: {status}");
     assert!(
@@ -253,7 +181,7 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
     );
     let last_run4 = newest(&ckpt);
     assert!(last_run4 > last, "SIGTERM took a final checkpoint");
-    run_ends.push(ended());
+    run_ends.push(now_ms());
 
     // Run 5, bounded (`stop = "latest"`): resumes from run 4's final checkpoint, finds
     // nothing new to read and closes the last windows, as an uninterrupted bounded run
@@ -267,7 +195,7 @@ fn kill_9_at_any_point_resumes_from_the_newest_good_checkpoint_and_loses_nothing
         Some(last_run4),
         "run 5 resumed from the final checkpoint"
     );
-    run_ends.push(ended());
+    run_ends.push(now_ms());
 
     let expected = reference::run(&all, &params(), &reference::persistence);
     let runs = check_restarted_outputs(
@@ -374,7 +302,7 @@ fn a_lost_process_stops_its_peer_with_a_clear_error_and_the_job_resumes_as_one()
         text.contains("lost the connection to a peer process") && !text.contains("panicked at"),
         "one clear line, no panic backtrace:\n{text}"
     );
-    let run1 = ended();
+    let run1 = now_ms();
 
     // The job resumes as one process of two workers, bounded: it reads the rest and closes
     // the last windows; together the runs hold the reference output.
@@ -392,7 +320,7 @@ fn a_lost_process_stops_its_peer_with_a_clear_error_and_the_job_resumes_as_one()
     let runs = check_restarted_outputs(
         &brokers,
         &out,
-        &[run1, ended()],
+        &[run1, now_ms()],
         &expected,
         "2 processes, one killed, resumed as 1",
     );
@@ -435,7 +363,7 @@ fn savepoints_on_request_over_the_token_guarded_endpoint_and_stop_with_one() {
     let token = format!("tok-{}", std::process::id());
     let addr = format!("127.0.0.1:{}", free_port());
     let log = tmp.path().join("run.log");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_flowcast"));
+    let mut c = Command::new(BIN);
     c.args([
         "run",
         job.to_str().expect("utf-8 path"),
@@ -487,7 +415,7 @@ fn savepoints_on_request_over_the_token_guarded_endpoint_and_stop_with_one() {
     std::fs::rename(&newest, &moved).expect("move the savepoint");
     std::fs::remove_dir_all(&ckpt).expect("remove the checkpoints");
     make_bounded(&job);
-    let status = Command::new(env!("CARGO_BIN_EXE_flowcast"))
+    let status = Command::new(BIN)
         .args(["run", job.to_str().expect("utf-8 path")])
         .args(["--from-savepoint", moved.to_str().expect("utf-8 path")])
         .stdout(Stdio::null())

@@ -8,6 +8,7 @@ use crate::event_time::EventTime;
 use crate::window::WindowResult;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 /// One device's ring, oldest first: the `[temperature, humidity]` means and, beside them,
 /// each window's distance in windows to the one before it (unused for the oldest;
@@ -53,10 +54,16 @@ pub struct Sequence {
 }
 
 /// Rings of every device on one worker.
+///
+/// Rings are shared copy-on-write: `clone` (and [`Sequences::split_by`]) copies one
+/// pointer per device, and a ring still shared with such a copy is copied when it next
+/// changes. A snapshot therefore freezes the state in a few milliseconds on the worker
+/// and encodes the frozen copy elsewhere. (Serde writes an `Arc<T>` as its `T`: the
+/// encoding is the same as that of plain boxed values.)
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sequences {
     len: usize,
-    rings: HashMap<Box<str>, Ring>,
+    rings: HashMap<Arc<str>, Arc<Ring>>,
 }
 
 impl Sequences {
@@ -78,7 +85,7 @@ impl Sequences {
     }
 
     /// The rings of every device, grouped by `group(device)`: one `Sequences` per group,
-    /// for a snapshot by key group.
+    /// for a snapshot by key group. The parts share the rings (copy-on-write).
     pub fn split_by(&self, group: impl Fn(&str) -> u32) -> BTreeMap<u32, Sequences> {
         let mut parts: BTreeMap<u32, Sequences> = BTreeMap::new();
         for (device, ring) in &self.rings {
@@ -89,7 +96,7 @@ impl Sequences {
                     rings: HashMap::new(),
                 })
                 .rings
-                .insert(device.clone(), ring.clone());
+                .insert(Arc::clone(device), Arc::clone(ring));
         }
         parts
     }
@@ -125,12 +132,16 @@ impl Sequences {
             None => self
                 .rings
                 .entry(w.device.as_str().into())
-                .or_insert_with(|| Ring {
-                    newest_start: w.start,
-                    values: VecDeque::with_capacity(self.len),
-                    gaps: VecDeque::with_capacity(self.len),
+                .or_insert_with(|| {
+                    Arc::new(Ring {
+                        newest_start: w.start,
+                        values: VecDeque::with_capacity(self.len),
+                        gaps: VecDeque::with_capacity(self.len),
+                    })
                 }),
         };
+        // Copies the ring only if a snapshot still holds it.
+        let ring = Arc::make_mut(ring);
         let v = [w.temperature as f32, w.humidity as f32];
         if !ring.values.is_empty() && w.start < ring.newest_start {
             // A revision of an older window: update it in place, emit nothing.
@@ -254,5 +265,32 @@ mod tests {
             q.values.iter().map(|v| v[0]).collect::<Vec<_>>(),
             vec![2.5, 3.0]
         );
+    }
+
+    #[test]
+    fn a_frozen_copy_keeps_its_rings_while_the_original_moves_on() {
+        let mut s = Sequences::new(2);
+        s.push(&win(0, 1.0, 0));
+        s.push(&win(10, 2.0, 0));
+        let frozen = s.clone();
+        let before = bincode_free_snapshot(&frozen);
+        s.push(&win(20, 3.0, 0));
+        s.push(&win(10, 9.0, 1));
+        assert_eq!(
+            bincode_free_snapshot(&frozen),
+            before,
+            "the copy did not change"
+        );
+        assert_ne!(bincode_free_snapshot(&s), before, "the original did");
+        let mut parts = frozen.split_by(|_| 0);
+        let mut back = parts.remove(&0).expect("one group");
+        assert_eq!(
+            back.push(&win(20, 3.0, 0)).expect("full").values,
+            vec![[2.0, 50.0], [3.0, 50.0]]
+        );
+    }
+
+    fn bincode_free_snapshot(s: &Sequences) -> String {
+        serde_json::to_string(s).expect("serializes")
     }
 }

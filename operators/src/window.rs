@@ -9,6 +9,7 @@
 use crate::event_time::{EventTime, MAX_WATERMARK};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// Running sums of one device's window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -63,10 +64,11 @@ pub struct TumblingWindows {
     length: EventTime,
     lateness: EventTime,
     watermark: EventTime,
-    ids: HashMap<Box<str>, u32>,
-    names: Vec<Box<str>>,
-    /// Per device id: its windows.
-    windows: Vec<DeviceWindows>,
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+    /// Per device id: its windows, shared copy-on-write with snapshots
+    /// ([`TumblingWindows::split_by`] copies a pointer per device).
+    windows: Vec<Arc<DeviceWindows>>,
     live_devices: usize,
     /// Ids of released devices, reused first.
     #[serde(default)]
@@ -125,15 +127,15 @@ impl TumblingWindows {
         if let Some(id) = self.ids.get(device) {
             return *id;
         }
-        let name: Box<str> = device.into();
+        let name: Arc<str> = device.into();
         let id = match self.free.pop() {
             Some(id) => {
-                self.names[id as usize] = name.clone();
+                self.names[id as usize] = Arc::clone(&name);
                 id
             }
             None => {
-                self.names.push(name.clone());
-                self.windows.push(Vec::new());
+                self.names.push(Arc::clone(&name));
+                self.windows.push(Arc::default());
                 (self.names.len() - 1) as u32
             }
         };
@@ -146,7 +148,7 @@ impl TumblingWindows {
     fn release(&mut self, id: u32) {
         let name = std::mem::take(&mut self.names[id as usize]);
         self.ids.remove(&name);
-        self.windows[id as usize] = Vec::new();
+        self.windows[id as usize] = Arc::default();
         self.free.push(id);
         self.live_devices -= 1;
     }
@@ -165,7 +167,8 @@ impl TumblingWindows {
             return Insert::Late { window_end: end };
         }
         let id = self.id(device);
-        let slots = &mut self.windows[id as usize];
+        // Copies the device's windows only if a snapshot still holds them.
+        let slots = Arc::make_mut(&mut self.windows[id as usize]);
         if slots.is_empty() {
             self.live_devices += 1;
         }
@@ -218,7 +221,7 @@ impl TumblingWindows {
                 break;
             };
             let start = end - self.length;
-            if let Some((_, s)) = self.windows[id as usize]
+            if let Some((_, s)) = Arc::make_mut(&mut self.windows[id as usize])
                 .iter_mut()
                 .find(|(st, _)| *st == start)
             {
@@ -239,7 +242,7 @@ impl TumblingWindows {
             let Some((_, id, start)) = self.retained.pop_first() else {
                 break;
             };
-            let slots = &mut self.windows[id as usize];
+            let slots = Arc::make_mut(&mut self.windows[id as usize]);
             slots.retain(|(s, _)| *s != start);
             if slots.is_empty() {
                 self.release(id);
@@ -253,7 +256,7 @@ impl TumblingWindows {
 /// back (on any worker, at any parallelism).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WindowsPart {
-    devices: Vec<(Box<str>, DeviceWindows)>,
+    devices: Vec<(Arc<str>, Arc<DeviceWindows>)>,
 }
 
 /// One device's windows: (start, running sums), unordered, short.
@@ -267,7 +270,8 @@ impl WindowsPart {
 }
 
 impl TumblingWindows {
-    /// The open and retained windows of every device, grouped by `group(device)`.
+    /// The open and retained windows of every device, grouped by `group(device)`. The
+    /// parts share the windows (copy-on-write): a pointer per device is copied.
     pub fn split_by(&self, group: impl Fn(&str) -> u32) -> BTreeMap<u32, WindowsPart> {
         let mut parts: BTreeMap<u32, WindowsPart> = BTreeMap::new();
         for (name, slots) in self.names.iter().zip(&self.windows) {
@@ -276,7 +280,7 @@ impl TumblingWindows {
                     .entry(group(name))
                     .or_default()
                     .devices
-                    .push((name.clone(), slots.clone()));
+                    .push((Arc::clone(name), Arc::clone(slots)));
             }
         }
         parts
@@ -293,7 +297,7 @@ impl TumblingWindows {
             if self.windows[id as usize].is_empty() {
                 self.live_devices += 1;
             }
-            for (start, sums) in slots {
+            for &(start, sums) in slots.iter() {
                 let end = start.saturating_add(self.length);
                 if sums.fired {
                     let purge_at = if self.watermark == MAX_WATERMARK {
@@ -305,7 +309,7 @@ impl TumblingWindows {
                 } else {
                     self.pending.insert((end, id));
                 }
-                self.windows[id as usize].push((start, sums));
+                Arc::make_mut(&mut self.windows[id as usize]).push((start, sums));
             }
         }
     }
@@ -446,6 +450,21 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(one.devices(), 0);
         assert!(two.iter().all(|w| w.devices() == 0));
+    }
+
+    #[test]
+    fn a_split_keeps_its_windows_while_the_instance_moves_on() {
+        let mut w = TumblingWindows::new(30 * MIN, 10 * MIN);
+        w.insert("a", MIN, 20.0, 40.0);
+        w.insert("b", MIN, 21.0, 41.0);
+        let parts = w.split_by(|_| 0);
+        let before = serde_json::to_string(&parts).expect("serializes");
+        w.insert("a", 2 * MIN, 30.0, 50.0);
+        let mut out = Vec::new();
+        w.advance(60 * MIN, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(w.devices(), 0, "every window purged");
+        assert_eq!(serde_json::to_string(&parts).expect("serializes"), before);
     }
 
     #[test]

@@ -223,11 +223,18 @@ pub fn encode(snap: &WorkerSnapshot) -> Result<Vec<u8>, FormatError> {
 /// of random-looking floats compresses only about 1.5:1).
 ///
 /// # Errors
-/// If bincode cannot encode the snapshot (a bug).
+/// If bincode cannot encode the snapshot, or state is left unencoded (a bug: call
+/// [`WorkerSnapshot::resolve`] first).
 pub fn encode_with(
     snap: &WorkerSnapshot,
     compression: Compression,
 ) -> Result<Vec<u8>, FormatError> {
+    if let Some(op) = snap.operators.iter().find(|o| !o.deferred.is_empty()) {
+        return Err(FormatError::Encode(format!(
+            "`{}` has deferred state not resolved before encoding",
+            op.id
+        )));
+    }
     let body = bincode::serialize(snap).map_err(|e| FormatError::Encode(e.to_string()))?;
     Ok(encode_bytes(&body, compression))
 }
@@ -321,6 +328,7 @@ mod tests {
                 keyed: BTreeMap::from([(worker as u32, vec![1u8; 300])]),
                 partitions: BTreeMap::new(),
                 replicated: None,
+                deferred: Default::default(),
             }],
         }
     }

@@ -2,6 +2,7 @@
 //! control threads ([`CheckpointStore`]) and a background writer thread
 //! ([`CheckpointWriter`]) so that worker threads never wait for I/O.
 
+use super::format::FormatError;
 use super::manifest::{CheckpointInfo, Completion, complete_checkpoint_async};
 use super::{CheckpointError, format};
 use crate::lifecycle::snapshot::WorkerSnapshot;
@@ -419,13 +420,18 @@ async fn write_job(store: &dyn ObjectStore, job: WriteJob) -> Result<WrittenFile
         WriteJob::Bytes { path, bytes } => (path, bytes, 0),
         WriteJob::Snapshot { snap, attempt } => {
             let path = super::worker_file(snap.id, attempt, snap.worker, snap.workers);
-            let encoded = tokio::task::spawn_blocking(move || format::encode(&snap))
-                .await
-                .map_err(|e| CheckpointError::Runtime(format!("encoding task: {e}")))?
-                .map_err(|source| CheckpointError::Format {
-                    path: path.clone(),
-                    source,
-                })?;
+            let encoded = tokio::task::spawn_blocking(move || {
+                let mut snap = snap;
+                snap.resolve()
+                    .map_err(|e| FormatError::Encode(e.to_string()))?;
+                format::encode(&snap)
+            })
+            .await
+            .map_err(|e| CheckpointError::Runtime(format!("encoding task: {e}")))?
+            .map_err(|source| CheckpointError::Format {
+                path: path.clone(),
+                source,
+            })?;
             let checksum = format::Header::parse(&encoded)
                 .map(|h| h.checksum)
                 .map_err(|source| CheckpointError::Format {

@@ -29,6 +29,7 @@ fn snap(job: &str, id: u64, worker: usize, workers: usize) -> WorkerSnapshot {
             keyed: BTreeMap::from([(worker as u32, vec![id as u8; 1000])]),
             partitions: BTreeMap::from([(worker as i32, id.to_le_bytes().to_vec())]),
             replicated: Some(b"same everywhere".to_vec()),
+            deferred: Default::default(),
         }],
     }
 }
@@ -401,7 +402,7 @@ fn the_writer_reports_every_job_and_refuses_to_overwrite() {
 #[test]
 fn snapshot_files_use_the_checkpoint_format_and_legacy_files_still_load() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = snapshot::write(dir.path(), &snap(JOB, 4, 0, WORKERS)).expect("write");
+    let path = snapshot::write(dir.path(), &mut snap(JOB, 4, 0, WORKERS)).expect("write");
     let bytes = std::fs::read(&path).expect("read");
     assert_eq!(&bytes[..8], format::MAGIC);
     let mut legacy = b"FLOWSNAP".to_vec();
@@ -488,4 +489,48 @@ fn state_blobs_encode_as_before_the_bytes_serde() {
     let json = serde_json::to_string(&before).expect("json");
     let from_json: OperatorSnapshot = serde_json::from_str(&json).expect("sequences too");
     assert_eq!(from_json.partitions, now.partitions);
+}
+
+#[test]
+fn deferred_keyed_state_is_encoded_by_the_writer_and_restores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let writer = CheckpointWriter::spawn(&store).expect("writer");
+    let (tx, rx) = mpsc::channel();
+    for w in 0..WORKERS {
+        let mut s = snap(JOB, 1, w, WORKERS);
+        // Each worker's key group is written only by the deferred encoding (bincode of
+        // the bytes, decoded below).
+        let part = s.operators[0].keyed.remove(&(w as u32)).expect("group");
+        s.operators[0].deferred.push(Box::new(move || {
+            crate::lifecycle::encode_groups([(w as u32, part)])
+        }));
+        assert!(
+            format::encode(&s).is_err(),
+            "unresolved state is not encoded"
+        );
+        let tx = tx.clone();
+        let job = WriteJob::Snapshot {
+            snap: Box::new(s),
+            attempt: 0,
+        };
+        writer
+            .submit(job, move |r| tx.send(r).expect("test alive"))
+            .expect("submit");
+    }
+    for _ in 0..WORKERS {
+        rx.recv_timeout(WAIT).expect("a result").expect("written");
+    }
+    writer.shutdown().expect("shutdown");
+    let Completion::Written(_) = complete_checkpoint(&store, &info(1, 0)).expect("done") else {
+        panic!("all files are there");
+    };
+    let (_, plan) = latest_complete(&store, JOB)
+        .expect("recover")
+        .latest
+        .expect("checkpoint 1");
+    let op = &plan.operators["windows"];
+    assert_eq!(op.keyed.keys().copied().collect::<Vec<_>>(), vec![0, 1]);
+    let restored: Vec<u8> = bincode::deserialize(&op.keyed[&1]).expect("decodes");
+    assert_eq!(restored, vec![1u8; 1000]);
 }

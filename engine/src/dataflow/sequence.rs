@@ -6,7 +6,7 @@
 use super::Epoch;
 use crate::lifecycle::{
     EpochContext, JobContext, KeyGroups, Operator, RestoredState, StateError, StateWriter,
-    lifecycle,
+    encode_groups, lifecycle,
 };
 use crate::metrics;
 use flowcast_operators::event_time::{EventTime, MIN_WATERMARK};
@@ -104,9 +104,11 @@ impl Operator for SequenceOperator {
         _: &EpochContext,
         state: &mut StateWriter<'_>,
     ) -> Result<(), StateError> {
-        for (group, part) in self.state.split_by(|d| self.groups.of(d)) {
-            state.keyed(group, &part)?;
-        }
+        // A copy-on-write freeze (a pointer per device) on the worker; grouping and
+        // encoding on the checkpoint writer's pool.
+        let frozen = self.state.clone();
+        let groups = self.groups;
+        state.keyed_later(move || encode_groups(frozen.split_by(|d| groups.of(d))));
         Ok(())
     }
 }

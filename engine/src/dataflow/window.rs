@@ -13,7 +13,7 @@
 use super::{DeadLetter, Epoch, LateRecord, SourcedReading};
 use crate::lifecycle::{
     EpochContext, JobContext, KeyGroups, Operator, RestoredState, StateError, StateWriter,
-    lifecycle,
+    encode_groups, lifecycle,
 };
 use crate::metrics;
 use flowcast_operators::admission::{Admission, AdmittedGroup};
@@ -244,6 +244,8 @@ impl Operator for WindowOperator {
         _: &EpochContext,
         state: &mut StateWriter<'_>,
     ) -> Result<(), StateError> {
+        // The split shares each device's windows copy-on-write (a pointer per device);
+        // encoding happens on the checkpoint writer's pool.
         let mut groups: BTreeMap<u32, WindowGroup> = self
             .windows
             .split_by(|d| self.groups.of(d))
@@ -255,9 +257,7 @@ impl Operator for WindowOperator {
                 groups.entry(g).or_default().1 = Some(admitted.clone());
             }
         }
-        for (group, part) in &groups {
-            state.keyed(*group, part)?;
-        }
+        state.keyed_later(move || encode_groups(groups));
         state.replicated(&self.windows.watermark())
     }
 }

@@ -80,7 +80,9 @@ mod tests;
 
 pub use adapter::{JobContext, lifecycle};
 pub use control::{JobControl, control_stream};
-pub use state::{KeyGroups, RestoredState, StateError, StateWriter, WorkerState, partition_owner};
+pub use state::{
+    KeyGroups, RestoredState, StateError, StateWriter, WorkerState, encode_groups, partition_owner,
+};
 
 use crate::dataflow::{Epoch, PartitionMark};
 use flowcast_operators::event_time::EventTime;

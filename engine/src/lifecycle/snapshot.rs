@@ -22,8 +22,35 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Magic of the earlier snapshot files (plain bincode after it), still readable.
 const LEGACY_MAGIC: &[u8; 8] = b"FLOWSNAP";
 
+/// Keyed state encoded later, off the worker thread: a closure over a frozen
+/// (copy-on-write) copy of the state that returns each key group's bytes.
+pub type EncodeLater = Box<dyn FnOnce() -> Result<BTreeMap<u32, Vec<u8>>, String> + Send>;
+
+/// An operator's keyed state still to be encoded ([`WorkerSnapshot::resolve`] runs it;
+/// the checkpoint writer does so on its blocking pool). Never serialized.
+#[derive(Default)]
+pub struct Deferred(Vec<EncodeLater>);
+
+impl Deferred {
+    /// Adds keyed state to encode later.
+    pub fn push(&mut self, f: EncodeLater) {
+        self.0.push(f);
+    }
+
+    /// Whether nothing is left to encode.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Deferred({} pending)", self.0.len())
+    }
+}
+
 /// One operator's state on one worker.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct OperatorSnapshot {
     /// Stable operator id.
     pub id: String,
@@ -40,6 +67,9 @@ pub struct OperatorSnapshot {
     /// This instance's copy of the replicated state.
     #[serde(with = "blob::option")]
     pub replicated: Option<Vec<u8>>,
+    /// Keyed state not encoded yet; empty once [`WorkerSnapshot::resolve`] ran.
+    #[serde(skip)]
+    pub deferred: Deferred,
 }
 
 /// Serde of state blobs as bytes rather than sequences of `u8`: bincode writes the same
@@ -133,7 +163,7 @@ mod blob {
 }
 
 /// Everything one worker wrote for one snapshot.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct WorkerSnapshot {
     /// [`FORMAT_VERSION`] when written.
     pub format: u32,
@@ -151,6 +181,33 @@ pub struct WorkerSnapshot {
     pub key_groups: u32,
     /// Every operator of the worker.
     pub operators: Vec<OperatorSnapshot>,
+}
+
+impl WorkerSnapshot {
+    /// Encodes every operator's deferred keyed state into its `keyed` map (call before
+    /// encoding the file; the checkpoint writer does, off the worker threads).
+    ///
+    /// # Errors
+    /// If a state cannot be encoded, or two encodings claim one key group.
+    pub fn resolve(&mut self) -> Result<(), StateError> {
+        for op in &mut self.operators {
+            for f in std::mem::take(&mut op.deferred.0) {
+                let groups = f().map_err(|detail| StateError::Encode {
+                    operator: op.id.clone(),
+                    detail,
+                })?;
+                for (g, bytes) in groups {
+                    if op.keyed.insert(g, bytes).is_some() {
+                        return Err(StateError::Encode {
+                            operator: op.id.clone(),
+                            detail: format!("key group {g} written twice"),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One operator's state merged over every worker of a snapshot.
@@ -191,11 +248,12 @@ pub fn snapshot_dir(root: &Path, id: u64) -> PathBuf {
 }
 
 /// Writes one worker's file (to a temporary name, then renamed, so a reader never sees
-/// half a file); returns its path.
+/// half a file), encoding its deferred state first; returns its path.
 ///
 /// # Errors
-/// If the file cannot be written or already exists.
-pub fn write(root: &Path, snap: &WorkerSnapshot) -> Result<PathBuf, StateError> {
+/// If the state cannot be encoded, or the file cannot be written or already exists.
+pub fn write(root: &Path, snap: &mut WorkerSnapshot) -> Result<PathBuf, StateError> {
+    snap.resolve()?;
     let dir = snapshot_dir(root, snap.id);
     let io =
         |what: &str, e: std::io::Error| StateError::Io(format!("{what} {}: {e}", dir.display()));

@@ -156,6 +156,17 @@ impl StateWriter<'_> {
         Ok(())
     }
 
+    /// Writes keyed state later, off the worker thread: `encode` runs on the checkpoint
+    /// writer's blocking pool and returns each key group's bytes (see [`encode_groups`]).
+    /// Give it a frozen copy of the state, cheap to take (copy-on-write), so the worker
+    /// pauses for the copy and not for the encoding.
+    pub fn keyed_later(
+        &mut self,
+        encode: impl FnOnce() -> Result<BTreeMap<u32, Vec<u8>>, String> + Send + 'static,
+    ) {
+        self.snap.deferred.push(Box::new(encode));
+    }
+
     /// Writes the state of Kafka partition `partition`.
     ///
     /// # Errors
@@ -179,6 +190,24 @@ impl StateWriter<'_> {
         self.snap.replicated = Some(bytes);
         Ok(())
     }
+}
+
+/// Encodes each key group's part (bincode, as [`StateWriter::keyed`] does), for
+/// [`StateWriter::keyed_later`].
+///
+/// # Errors
+/// If a part cannot be encoded.
+pub fn encode_groups<S: Serialize>(
+    parts: impl IntoIterator<Item = (u32, S)>,
+) -> Result<BTreeMap<u32, Vec<u8>>, String> {
+    parts
+        .into_iter()
+        .map(|(g, part)| {
+            bincode::serialize(&part)
+                .map(|b| (g, b))
+                .map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 /// One operator's restored state on one worker: its key groups, its partitions and the
@@ -447,7 +476,7 @@ impl WorkerState {
         let Some(p) = self.pending.borrow_mut().remove(&id) else {
             return;
         };
-        let file = WorkerSnapshot {
+        let mut file = WorkerSnapshot {
             format: snapshot::FORMAT_VERSION,
             job: self.job.clone(),
             id,
@@ -470,7 +499,7 @@ impl WorkerState {
             ));
             return;
         };
-        match snapshot::write(dir, &file) {
+        match snapshot::write(dir, &mut file) {
             Ok(path) => tracing::info!(
                 job = %self.job, worker = self.index, snapshot = id, epoch = p.epoch,
                 path = %path.display(), "snapshot written"
@@ -500,6 +529,7 @@ pub(super) fn write_snapshot(
         keyed: BTreeMap::new(),
         partitions: BTreeMap::new(),
         replicated: None,
+        deferred: snapshot::Deferred::default(),
     };
     fill(&mut StateWriter {
         snap: &mut snap,

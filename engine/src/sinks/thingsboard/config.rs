@@ -34,7 +34,9 @@ pub struct ThingsBoardSinkConfig {
     /// Predictions of one device per request, at most.
     #[serde(default = "defaults::max_batch")]
     pub max_batch: usize,
-    /// Predictions queued per worker before the worker blocks (backpressure).
+    /// Predictions undelivered per worker before the worker blocks (backpressure); all
+    /// of them are part of every checkpoint, so checkpoints go on through an outage until
+    /// this many have piled up.
     #[serde(default = "defaults::max_buffered")]
     pub max_buffered: usize,
     /// First retry delay.

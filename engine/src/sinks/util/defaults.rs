@@ -8,9 +8,12 @@ pub fn max_batch() -> usize {
     100
 }
 
-/// Predictions queued per worker before the worker blocks.
+/// Predictions undelivered per worker (queued, in flight or being retried) before the
+/// worker blocks. Every one of them is in each checkpoint, so checkpoints keep completing
+/// through an outage until this many have piled up: with 10 k devices on a worker and
+/// 30-minute windows, five hours.
 pub fn max_buffered() -> usize {
-    10_000
+    100_000
 }
 
 /// First retry or reconnect delay.

@@ -3,7 +3,9 @@
 //! engine's bounded queue is full: backpressure) and remembered until the engine reports
 //! them delivered or dead-lettered. A snapshot does not wait for the server: what is not
 //! delivered yet is part of the snapshot (keyed by the device's key group), so snapshots
-//! and checkpoints keep completing while ThingsBoard is down; a restored job submits it
+//! and checkpoints keep completing while ThingsBoard is down — until `max-buffered`
+//! predictions (default 100 000 per worker) are undelivered and the worker blocks, which
+//! holds the frontier, the checkpoint barrier, back; a restored job submits it
 //! again first (at-least-once; ThingsBoard overwrites a repeat, same `ts`). The end of
 //! input finishes the engine. A sink that could not start has no engine: the job is
 //! failing ([`crate::sinks::SinkContext::started`]) and its records go nowhere.
