@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod dataflow;
+pub mod failpoint;
 pub mod job;
 pub mod kafka;
 pub mod lifecycle;

@@ -200,9 +200,6 @@ struct Run {
     stopping: bool,
     written: Vec<Manifest>,
     m: Gauges,
-    /// `FLOWCAST_FAILPOINT=checkpoint-before-manifest` (fault tests only): abort once this
-    /// process's files of a checkpoint are written, before its manifest.
-    fail_before_manifest: bool,
 }
 
 impl Run {
@@ -247,8 +244,6 @@ impl Run {
             stopping: false,
             written: Vec::new(),
             m,
-            fail_before_manifest: std::env::var("FLOWCAST_FAILPOINT").as_deref()
-                == Ok("checkpoint-before-manifest"),
         }
     }
 
@@ -371,14 +366,8 @@ impl Run {
                 c.local_files += 1;
                 c.bytes += file.size;
                 if c.local_files == self.cfg.local_workers {
-                    if self.fail_before_manifest {
-                        // Fault tests: die as `kill -9` would, files written, no manifest.
-                        tracing::error!(
-                            checkpoint = f.id,
-                            "FLOWCAST_FAILPOINT=checkpoint-before-manifest: aborting"
-                        );
-                        std::process::abort();
-                    }
+                    // Fault tests: die as `kill -9` would, files written, no manifest.
+                    crate::failpoint::hit("checkpoint-before-manifest");
                     self.complete(f.id);
                 }
             }
@@ -450,6 +439,7 @@ impl Run {
             job = %self.cfg.job, checkpoint = id, epoch = manifest.epoch, took = ?took, bytes,
             local_bytes = c.bytes, "checkpoint committed"
         );
+        crate::failpoint::hit("checkpoint-after-manifest");
         self.cfg.control.committed(id);
         if c.savepoint {
             self.savepoint(&manifest);

@@ -130,6 +130,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     spec.sinks = vec![SinkSpec::Kafka(KafkaSinkConfig {
         topic: PREDICTIONS.into(),
         brokers: None,
+        delivery: Default::default(),
     })];
     let job_stop = Arc::new(AtomicBool::new(false));
     let job_thread = {

@@ -19,6 +19,7 @@ use crate::dataflow::source_state::{SourcePositions, source_id, source_positions
 use crate::dataflow::window::{TumblingWindow, WindowConfig};
 use crate::kafka::ClientSettings;
 use crate::lifecycle::{JobContext, JobControl, Signal, WorkerState, control_stream};
+use crate::sinks::kafka::exactly_once::Hub;
 use crate::sinks::kafka::kafka_sink;
 use crate::sinks::{self, SinkContext};
 use std::rc::Rc;
@@ -108,14 +109,20 @@ pub fn build(
     let ctx = JobContext { signals, state };
     let commits = spec.checkpoint.location.is_some().then_some(&settings);
     source_positions(src.progress, &spec.source.topic, commits, &ctx);
-    let sink_ctx = SinkContext {
+    let mut sink_ctx = SinkContext {
         job: spec.name.clone(),
         kafka: settings.clone(),
         dead_letter_topic: spec.dead_letter_topic.clone(),
         failure: Arc::clone(&plan.failure),
         shutdown: Arc::clone(&plan.shutdown),
         key_groups: ctx.state.key_groups(),
+        exactly_once: None,
+        stopped: ctx.state.stop_flag(),
     };
+    if spec.exactly_once() {
+        let hub = Hub::start(&sink_ctx, ctx.state.index());
+        sink_ctx.exactly_once = sink_ctx.started("exactly-once committer", hub).map(Rc::new);
+    }
     let window_ms = spec.window.length.as_millis() as i64;
     let ttl_ms = spec.state.ttl.as_millis() as i64;
     let (windows, late, refused) = src.readings.tumbling_window(
@@ -134,11 +141,19 @@ pub fn build(
         src.dead.concat(refused),
         "dead-letters",
         dead_letters,
+        spec.dead_letter_delivery,
         &sink_ctx,
         &ctx,
     );
     let late_data = (&settings, spec.late_data_topic.as_str());
-    kafka_sink(late, "late-data", late_data, &sink_ctx, &ctx);
+    kafka_sink(
+        late,
+        "late-data",
+        late_data,
+        spec.late_data_delivery,
+        &sink_ctx,
+        &ctx,
+    );
     let sequences =
         windows.last_windows(&spec.name, spec.sequence.length, (ttl_ms, window_ms), &ctx);
 
@@ -149,7 +164,8 @@ pub fn build(
             for (i, sink) in spec.sinks.iter().enumerate() {
                 if let SinkSpec::Kafka(k) = sink {
                     let to = (&k.settings(&settings), k.topic.as_str());
-                    kafka_sink(sequences.clone(), &sink.operator_id(i), to, &sink_ctx, &ctx);
+                    let id = sink.operator_id(i);
+                    kafka_sink(sequences.clone(), &id, to, k.delivery, &sink_ctx, &ctx);
                 }
             }
             return;

@@ -39,6 +39,12 @@ pub struct JobSpec {
     /// Topic for records later than the allowed lateness.
     #[serde(default = "default_late_topic")]
     pub late_data_topic: String,
+    /// Delivery of the dead-letter topic: `at-least-once` (default) or `exactly-once`.
+    #[serde(default)]
+    pub dead_letter_delivery: crate::sinks::kafka::exactly_once::Delivery,
+    /// Delivery of the late-data topic: `at-least-once` (default) or `exactly-once`.
+    #[serde(default)]
+    pub late_data_delivery: crate::sinks::kafka::exactly_once::Delivery,
     /// How often sources advance the epoch (the unit of progress and, later, checkpoints).
     #[serde(default = "default_epoch_interval", with = "humantime_serde")]
     pub epoch_interval: Duration,
@@ -250,6 +256,7 @@ fn default_sinks() -> Vec<SinkSpec> {
     vec![SinkSpec::Kafka(crate::sinks::kafka::KafkaSinkConfig {
         topic: "predicData".into(),
         brokers: None,
+        delivery: Default::default(),
     })]
 }
 fn default_max_device_id_bytes() -> usize {
@@ -414,7 +421,24 @@ impl JobSpec {
         if self.sinks.is_empty() && !matches!(self.model, ModelSpec::Off) {
             return Err(bad("sinks", "needs at least one sink"));
         }
+        if self.exactly_once() && self.checkpoint.location.is_none() {
+            return Err(bad(
+                "checkpoint.location",
+                "is needed: exactly-once output is committed at checkpoints (add a [checkpoint] table or use delivery = \"at-least-once\")",
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether any Kafka output of the job is exactly-once.
+    pub fn exactly_once(&self) -> bool {
+        use crate::sinks::kafka::exactly_once::Delivery::ExactlyOnce;
+        self.dead_letter_delivery == ExactlyOnce
+            || self.late_data_delivery == ExactlyOnce
+            || self
+                .sinks
+                .iter()
+                .any(|s| matches!(s, SinkSpec::Kafka(k) if k.delivery == ExactlyOnce))
     }
 }
 

@@ -115,6 +115,10 @@ pub struct SinkContext {
     pub shutdown: Arc<AtomicBool>,
     /// The job's key groups (sinks snapshot undelivered output by them).
     pub key_groups: KeyGroups,
+    /// The worker's exactly-once hub, when an output of the job is exactly-once.
+    pub exactly_once: Option<std::rc::Rc<kafka::exactly_once::Hub>>,
+    /// The worker's flag of a stop at a snapshot.
+    pub stopped: Arc<AtomicBool>,
 }
 
 impl SinkContext {

@@ -6,8 +6,15 @@
 //! fails for good (e.g. the topic is not authorised) fails the job, loudly. When the input
 //! ends, the sink flushes before the job returns.
 //!
-//! It runs on the operator lifecycle: a snapshot waits until Kafka has acknowledged
-//! everything before it (at-least-once). Exactly-once comes with checkpoints.
+//! It runs on the operator lifecycle. `delivery = "at-least-once"` (the default): a
+//! snapshot waits until Kafka has acknowledged everything before it. `delivery =
+//! "exactly-once"`: output is staged in checkpoints and committed in transactions
+//! ([`exactly_once`], [`committer`]).
+
+pub mod committer;
+pub mod exactly_once;
+
+use exactly_once::{Delivery, ExactlyOnceOperator};
 
 use crate::dataflow::{DeadLetter, Epoch, LateRecord};
 use crate::kafka::ClientSettings;
@@ -319,16 +326,93 @@ impl<D: KafkaRecord + Clone + 'static> Operator for KafkaSinkOperator<D> {
     }
 }
 
-/// Writes `stream` to the Kafka topic `topic` as sink `id`; flushes on snapshots and when
-/// the stream ends. Failures go to the job through `ctx`.
+/// A Kafka output as the job runs it: at-least-once or exactly-once.
+#[derive(Debug)]
+pub enum KafkaOutput<D> {
+    /// Written at once; snapshots wait for the acknowledgements.
+    AtLeastOnce(KafkaSinkOperator<D>),
+    /// Staged in checkpoints, committed in transactions.
+    ExactlyOnce(ExactlyOnceOperator<D>),
+}
+
+impl<D: KafkaRecord> KafkaOutput<D> {
+    /// Output `id` to `topic` on `settings` with `delivery` on worker `worker`. Exactly-once
+    /// needs the worker's hub in `ctx` (the job builds one when any output asks for it).
+    pub fn new(
+        id: &str,
+        (settings, topic): (&ClientSettings, &str),
+        delivery: Delivery,
+        ctx: &SinkContext,
+        worker: usize,
+    ) -> Self {
+        match (delivery, &ctx.exactly_once) {
+            (Delivery::ExactlyOnce, Some(hub)) => KafkaOutput::ExactlyOnce(
+                ExactlyOnceOperator::new(
+                    id,
+                    topic,
+                    std::rc::Rc::clone(hub),
+                    (&ctx.job, worker),
+                    Arc::clone(&ctx.stopped),
+                ),
+            ),
+            _ => KafkaOutput::AtLeastOnce(KafkaSinkOperator::new(id, settings, topic, ctx, worker)),
+        }
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $op:ident => $e:expr) => {
+        match $self {
+            KafkaOutput::AtLeastOnce($op) => $e,
+            KafkaOutput::ExactlyOnce($op) => $e,
+        }
+    };
+}
+
+impl<D: KafkaRecord + Clone + 'static> Operator for KafkaOutput<D> {
+    type In = D;
+    type Out = ();
+
+    fn id(&self) -> &str {
+        each!(self, o => o.id())
+    }
+
+    fn restore(&mut self, state: crate::lifecycle::RestoredState) -> Result<(), StateError> {
+        each!(self, o => o.restore(state))
+    }
+
+    fn on_records(&mut self, ctx: &EpochContext, records: Vec<D>, out: &mut Vec<()>) {
+        each!(self, o => o.on_records(ctx, records, out));
+    }
+
+    fn on_epoch_complete(&mut self, ctx: &EpochContext, out: &mut Vec<()>) {
+        each!(self, o => o.on_epoch_complete(ctx, out));
+    }
+
+    fn snapshot(&mut self, ctx: &EpochContext, w: &mut StateWriter<'_>) -> Result<(), StateError> {
+        each!(self, o => o.snapshot(ctx, w))
+    }
+
+    fn on_checkpoint_committed(&mut self, id: u64) {
+        each!(self, o => o.on_checkpoint_committed(id));
+    }
+
+    fn close(&mut self) {
+        each!(self, o => o.close());
+    }
+}
+
+/// Writes `stream` to the Kafka topic `topic` as output `id` with `delivery`. Failures go
+/// to the job through `ctx`.
 pub fn kafka_sink<'s, D: KafkaRecord + Clone + 'static>(
     stream: StreamVec<'s, Epoch, D>,
     id: &str,
-    (settings, topic): (&ClientSettings, &str),
+    to: (&ClientSettings, &str),
+    delivery: Delivery,
     ctx: &SinkContext,
     job: &JobContext<'s>,
 ) {
-    let op = KafkaSinkOperator::<D>::new(id, settings, topic, ctx, job.state.index());
+    let op = KafkaOutput::<D>::new(id, to, delivery, ctx, job.state.index());
     lifecycle(stream, Pipeline, job, op);
 }
 
@@ -341,6 +425,10 @@ pub struct KafkaSinkConfig {
     /// Bootstrap servers; default: the source's.
     #[serde(default)]
     pub brokers: Option<String>,
+    /// `at-least-once` (default) or `exactly-once` (needs `[checkpoint]`, and the
+    /// source's cluster: a worker's transactions span all its exactly-once outputs).
+    #[serde(default)]
+    pub delivery: Delivery,
 }
 
 impl KafkaSinkConfig {
@@ -354,9 +442,17 @@ impl KafkaSinkConfig {
 
 impl Sink for KafkaSinkConfig {
     const KIND: &'static str = "kafka";
-    type Operator = KafkaSinkOperator<Prediction>;
+    type Operator = KafkaOutput<Prediction>;
+
+    fn validate(&self) -> Result<(), String> {
+        if self.delivery == Delivery::ExactlyOnce && self.brokers.is_some() {
+            return Err("`delivery = \"exactly-once\"` writes through the source's cluster: remove `brokers`".into());
+        }
+        Ok(())
+    }
 
     fn operator(&self, id: &str, ctx: &SinkContext, worker: usize) -> Self::Operator {
-        KafkaSinkOperator::new(id, &self.settings(&ctx.kafka), &self.topic, ctx, worker)
+        let settings = self.settings(&ctx.kafka);
+        KafkaOutput::new(id, (&settings, &self.topic), self.delivery, ctx, worker)
     }
 }

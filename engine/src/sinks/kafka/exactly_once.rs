@@ -1,0 +1,361 @@
+//! Exactly-once output to Kafka, write-ahead: what a Kafka output makes between two
+//! checkpoints is **staged** in the operator, becomes part of the next checkpoint, and is
+//! committed to Kafka — in one transaction per worker with a progress record — only once
+//! that checkpoint's manifest exists ([`super::committer`]).
+//!
+//! Why staged and not written into an open transaction: a transaction of another process
+//! cannot be resumed (starting the same transactional id aborts it), and commits of
+//! several producers are not atomic together. With the output in the checkpoint, a crash
+//! at any point leaves a checkpoint to go back to that still holds every record not known
+//! committed, and the progress topic says which were.
+//!
+//! - A worker's exactly-once outputs (predictions, dead letters, late records) share its
+//!   [`Hub`]: each hands its batch of checkpoint c over when the job learns c completed
+//!   (`Committed`); when every output has, the committer thread commits them together.
+//! - Each output's snapshot holds its batches not known committed, tagged with the slot
+//!   (worker index) and the run that staged them, as per-worker state: restored on worker
+//!   `slot mod W` at any new parallelism, which recovers them first.
+//! - The end of input commits what is staged at once; a stop with a final checkpoint
+//!   leaves the final batch in that checkpoint, committed by the next start.
+//!
+//! Consumers must read with `isolation.level=read_committed`. Output becomes visible at
+//! checkpoint pace: within a checkpoint interval (plus the commit) of its window closing.
+
+use super::committer::{self, Batches, Cmd, CommitterConfig, Shared};
+use super::{KafkaRecord, KafkaSinkConfig};
+use crate::lifecycle::{EpochContext, Operator, RestoredState, StateError, StateWriter};
+use crate::sinks::{Sink, SinkContext};
+use crate::sinks::util::metrics::SinkMetrics;
+use rdkafka::message::Headers;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+
+/// A Kafka output's delivery guarantee.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Every record at least once; after a crash the records since the restored checkpoint
+    /// are written again. Visible at once.
+    #[default]
+    AtLeastOnce,
+    /// Every record exactly once for `read_committed` readers; visible when the checkpoint
+    /// after it completes. Needs checkpoints.
+    ExactlyOnce,
+}
+
+/// One output record as staged: what the producer will send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Staged {
+    /// Message key.
+    pub key: Option<Vec<u8>>,
+    /// Message value.
+    pub value: Vec<u8>,
+    /// Message headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Staged {
+    fn of<D: KafkaRecord>(r: &D) -> Self {
+        let headers = r
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| (x.key.to_owned(), x.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Staged {
+            key: r.key().map(<[u8]>::to_vec),
+            value: r.value(),
+            headers,
+        }
+    }
+}
+
+/// One slot's batches in an output's snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SlotBatches {
+    slot: u32,
+    run: u64,
+    batches: BTreeMap<u64, Vec<Staged>>,
+}
+
+/// The worker's exactly-once outputs' meeting point: gathers their batches per checkpoint
+/// and hands complete ones to the committer thread.
+#[derive(Debug)]
+pub struct Hub {
+    slot: u32,
+    run: u64,
+    tx: Sender<Cmd>,
+    shared: Arc<Shared>,
+    thread: RefCell<Option<std::thread::JoinHandle<()>>>,
+    st: RefCell<HubState>,
+}
+
+#[derive(Debug, Default)]
+struct HubState {
+    outputs: usize,
+    started: bool,
+    recovered: BTreeMap<(u32, u64), Batches>,
+    /// Batches handed over per checkpoint id: how many outputs have, and their records.
+    ready: BTreeMap<u64, (usize, Vec<(String, Staged)>)>,
+}
+
+impl Hub {
+    /// Starts worker `slot`'s committer; its transactions write through `ctx.kafka` and
+    /// a failure of one fails the job through `ctx`.
+    ///
+    /// # Errors
+    /// If the committer thread cannot be started.
+    pub fn start(ctx: &SinkContext, slot: usize) -> std::io::Result<Self> {
+        let (job, settings) = (&ctx.job, &ctx.kafka);
+        let shared = Arc::new(Shared {
+            committed: Default::default(),
+            failure: Arc::clone(&ctx.failure),
+            shutdown: Arc::clone(&ctx.shutdown),
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cfg = CommitterConfig {
+            job: job.to_owned(),
+            settings: settings.clone(),
+            slot: slot as u32,
+        };
+        let thread = committer::spawn(cfg, Arc::clone(&shared), rx)?;
+        Ok(Hub {
+            slot: slot as u32,
+            run: run_tag(slot),
+            tx,
+            shared,
+            thread: RefCell::new(Some(thread)),
+            st: RefCell::new(HubState::default()),
+        })
+    }
+
+    fn register(&self) {
+        self.st.borrow_mut().outputs += 1;
+    }
+
+    fn restored(&self, topic: &str, slots: &[SlotBatches]) {
+        let mut st = self.st.borrow_mut();
+        for s in slots {
+            let entry = st.recovered.entry((s.slot, s.run)).or_default();
+            for (id, records) in &s.batches {
+                entry
+                    .entry(*id)
+                    .or_default()
+                    .extend(records.iter().map(|r| (topic.to_owned(), r.clone())));
+            }
+        }
+    }
+
+    /// Sends the restored batches to the committer once, before anything else.
+    fn start_once(&self) {
+        let mut st = self.st.borrow_mut();
+        if st.started {
+            return;
+        }
+        st.started = true;
+        let work = std::mem::take(&mut st.recovered);
+        if !work.is_empty() {
+            let _ = self.tx.send(Cmd::Recover(work));
+        }
+    }
+
+    /// One output's batch of checkpoint `id`; when every output has handed `id` over, the
+    /// batches up to it go to the committer.
+    fn ready(&self, id: u64, topic: &str, records: &[Staged]) {
+        self.start_once();
+        let mut st = self.st.borrow_mut();
+        let outputs = st.outputs;
+        let e = st.ready.entry(id).or_default();
+        e.0 += 1;
+        e.1.extend(records.iter().map(|r| (topic.to_owned(), r.clone())));
+        if e.0 < outputs {
+            return;
+        }
+        let later = match id.checked_add(1) {
+            Some(next) => st.ready.split_off(&next),
+            None => BTreeMap::new(),
+        };
+        let done = std::mem::replace(&mut st.ready, later);
+        let batches: Batches = done.into_iter().map(|(i, (_, r))| (i, r)).collect();
+        let _ = self.tx.send(Cmd::Commit {
+            run: self.run,
+            batches,
+        });
+    }
+
+    fn committed(&self, slot: u32, run: u64) -> Option<u64> {
+        self.shared.committed(slot, run)
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        // The channel closes with `tx`; the thread finishes what it was given.
+        let (tx, _) = std::sync::mpsc::channel();
+        drop(std::mem::replace(&mut self.tx, tx));
+        if let Some(t) = self.thread.borrow_mut().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A tag no other run of any slot uses (time, process and slot mixed).
+fn run_tag(slot: usize) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ (slot as u64).rotate_left(48);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}
+
+/// An exactly-once Kafka output on the operator lifecycle.
+pub struct ExactlyOnceOperator<D> {
+    id: String,
+    topic: String,
+    hub: std::rc::Rc<Hub>,
+    metrics: SinkMetrics,
+    staged: Vec<Staged>,
+    /// This run's batches by checkpoint id, not known committed; `handed` of them are with
+    /// the hub.
+    awaiting: BTreeMap<u64, Vec<Staged>>,
+    handed: u64,
+    recovered: Vec<SlotBatches>,
+    /// Set when the job stopped at a snapshot (then `close` commits nothing).
+    stopped: Arc<AtomicBool>,
+    _records: std::marker::PhantomData<fn(D)>,
+}
+
+impl<D> std::fmt::Debug for ExactlyOnceOperator<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExactlyOnceOperator")
+            .field("id", &self.id)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: KafkaRecord> ExactlyOnceOperator<D> {
+    /// Output `id` to `topic` through the worker's `hub`; `stopped` is the worker's flag
+    /// of a stop at a snapshot.
+    pub fn new(
+        id: &str,
+        topic: &str,
+        hub: std::rc::Rc<Hub>,
+        (job, worker): (&str, usize),
+        stopped: Arc<AtomicBool>,
+    ) -> Self {
+        hub.register();
+        ExactlyOnceOperator {
+            id: id.to_owned(),
+            topic: topic.to_owned(),
+            metrics: SinkMetrics::new(job, KafkaSinkConfig::KIND, id, worker),
+            hub,
+            staged: Vec::new(),
+            awaiting: BTreeMap::new(),
+            handed: 0,
+            recovered: Vec::new(),
+            stopped,
+            _records: std::marker::PhantomData,
+        }
+    }
+
+    /// Forgets what the committer confirmed.
+    fn prune(&mut self) {
+        if let Some(c) = self.hub.committed(self.hub.slot, self.hub.run) {
+            let before = self.awaiting.values().map(Vec::len).sum::<usize>();
+            self.awaiting = self.awaiting.split_off(&(c + 1));
+            let after = self.awaiting.values().map(Vec::len).sum::<usize>();
+            self.metrics.delivered.add((before - after) as u64);
+        }
+        let hub = &self.hub;
+        self.recovered.retain_mut(|s| {
+            if let Some(c) = hub.committed(s.slot, s.run) {
+                s.batches = s.batches.split_off(&(c + 1));
+            }
+            !s.batches.is_empty()
+        });
+    }
+}
+
+impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
+    type In = D;
+    type Out = ();
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn restore(&mut self, state: RestoredState) -> Result<(), StateError> {
+        for entry in state.partitions::<Vec<SlotBatches>>() {
+            self.recovered.extend(entry?.1);
+        }
+        self.hub.restored(&self.topic, &self.recovered);
+        Ok(())
+    }
+
+    fn on_records(&mut self, _: &EpochContext, records: Vec<D>, _: &mut Vec<()>) {
+        self.hub.start_once();
+        self.staged.extend(records.iter().map(Staged::of));
+    }
+
+    fn on_epoch_complete(&mut self, _: &EpochContext, _: &mut Vec<()>) {
+        self.hub.start_once();
+        self.prune();
+    }
+
+    fn snapshot(&mut self, _: &EpochContext, w: &mut StateWriter<'_>) -> Result<(), StateError> {
+        let id = w.snapshot_id();
+        self.prune();
+        self.awaiting
+            .entry(id)
+            .or_default()
+            .append(&mut self.staged);
+        let mut slots = self.recovered.clone();
+        slots.push(SlotBatches {
+            slot: self.hub.slot,
+            run: self.hub.run,
+            batches: self.awaiting.clone(),
+        });
+        // Per-worker state in the partition map, keyed by this worker's index: a restore
+        // at W workers gives it to worker `index mod W`.
+        w.partition(self.hub.slot as i32, &slots)
+    }
+
+    fn on_checkpoint_committed(&mut self, id: u64) {
+        let ids: Vec<u64> = self
+            .awaiting
+            .range(self.handed.saturating_add(1)..=id)
+            .map(|(i, _)| *i)
+            .collect();
+        for i in ids {
+            self.hub.ready(i, &self.topic, &self.awaiting[&i]);
+            self.handed = i;
+        }
+    }
+
+    fn close(&mut self) {
+        // After a stop at a snapshot, that snapshot holds the last batches: the next start
+        // commits them. At the end of input everything goes out now, as one last batch
+        // (id u64::MAX) that every output hands over, empty or not; the hub's thread
+        // finishes it before the worker's dataflow is dropped.
+        if self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut rest: Vec<Staged> = self
+            .awaiting
+            .range(self.handed.saturating_add(1)..)
+            .flat_map(|(_, r)| r.iter().cloned())
+            .collect();
+        rest.append(&mut self.staged);
+        self.hub.ready(u64::MAX, &self.topic, &rest);
+        self.handed = u64::MAX;
+    }
+}
