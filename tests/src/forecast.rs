@@ -308,3 +308,30 @@ fn suffix_check<'a>(
     per_run.truncate(ends.len());
     per_run
 }
+
+/// Checks a job's exactly-once outputs as a `read_committed` consumer sees them: every
+/// reference prediction and dead letter exactly once and nothing else, and no late
+/// records (the recorded input has none). Reading panics if an open transaction keeps the
+/// reader from the end of a topic.
+pub fn check_exactly_once(brokers: &str, out: &str, expected: &reference::Output, what: &str) {
+    let mut got = BTreeMap::new();
+    for r in kafka::read_committed(brokers, &format!("{out}-pred")) {
+        let (k, e) = parse_prediction(&r, what);
+        assert!(
+            got.insert(k.clone(), e).is_none(),
+            "{what}: prediction {k:?} committed twice"
+        );
+    }
+    check_predictions(&got, expected, what);
+    let mut dead = BTreeMap::new();
+    for r in kafka::read_committed(brokers, &format!("{out}-dead")) {
+        let (k, reason) = parse_dead_letter(&r);
+        assert!(
+            dead.insert(k, reason).is_none(),
+            "{what}: dead letter {k:?} committed twice"
+        );
+    }
+    assert_eq!(&dead, &expected.dead, "{what}: dead letters");
+    let late = kafka::read_committed(brokers, &format!("{out}-late"));
+    assert!(late.is_empty(), "{what}: {} late records", late.len());
+}

@@ -141,10 +141,13 @@ fn run(cfg: &CommitterConfig, shared: &Shared, rx: &Receiver<Cmd>) -> Result<(),
                 let Some(&upto) = batches.keys().next_back() else {
                     continue;
                 };
-                crate::failpoint::hit("commit-before");
                 let records: Vec<(String, Staged)> = batches.into_values().flatten().collect();
-                commit(cfg, &own, cfg.slot, run, &records, upto)?;
-                crate::failpoint::hit("commit-after");
+                if !records.is_empty() {
+                    // (Nothing staged: nothing to commit, nothing a recovery would need.)
+                    crate::failpoint::hit("commit-before");
+                    commit(cfg, &own, cfg.slot, run, &records, upto)?;
+                    crate::failpoint::hit("commit-after");
+                }
                 shared.confirm(cfg.slot, run, upto);
             }
         }

@@ -1,0 +1,225 @@
+//! Exactly-once output, end to end, with the real `flowcast` binary on the real Kafka
+//! cluster: the forecast job, with its predictions, dead letters and late records all
+//! `delivery = "exactly-once"` and checkpoints every 300 ms, dies at every named fail
+//! point (the process aborts itself there) and at seeded random `kill -9`s, each followed
+//! by a restart — as one process and as two. A last, bounded run finishes the input.
+//! Read with `read_committed`, the outputs must equal the reference: every prediction and
+//! dead letter exactly once, nothing missing, nothing twice, and no reader stuck behind a
+//! transaction left open.
+//!
+//! `FLOWCAST_EO_KILLS` (default 5) sets the number of random kills per configuration;
+//! `tests/bench/eo_sweep.sh` runs the sweep with more.
+
+use flowcast_tests::checkpoint::{self, kill_9};
+use flowcast_tests::forecast::{as_input, check_exactly_once, params, recorded_input, spec_text};
+use flowcast_tests::{kafka, reference, wait};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flowcast");
+
+/// Every fail point, and the process it is armed on (the coordinator's are on process 0).
+const FAIL_POINTS: [&str; 6] = [
+    "checkpoint-before-manifest",
+    "checkpoint-after-manifest",
+    "commit-before",
+    "commit-inside",
+    "commit-after",
+    "recovery",
+];
+
+/// xorshift64*: a seeded sequence for the kill points.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// The test job, every Kafka output exactly-once, checkpointing to `location`.
+fn job(dir: &Path, (brokers, topic, out): (&str, &str, &str), location: &str) -> PathBuf {
+    let pred = format!("topic = \"{out}-pred\"\n");
+    let text = spec_text(brokers, topic, out)
+        .replace("stop = \"latest\"", "stop = \"never\"")
+        .replace(&pred, &format!("{pred}delivery = \"exactly-once\"\n"))
+        .replacen(
+            "\n[source]",
+            "\ndead-letter-delivery = \"exactly-once\"\nlate-data-delivery = \"exactly-once\"\n[source]",
+            1,
+        )
+        + &format!("\n[checkpoint]\nlocation = \"{location}\"\ninterval = \"300ms\"\n");
+    let path = dir.join("job.toml");
+    std::fs::write(&path, text).expect("job spec");
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Starts the job as `processes` processes of one worker each (or one of two workers),
+/// the fail point armed on process `armed`.
+fn start(job: &Path, processes: usize, log: &Path, failpoint: Option<(&str, usize)>) -> Vec<Child> {
+    if processes == 1 {
+        return vec![checkpoint::spawn(
+            BIN,
+            job,
+            2,
+            log,
+            failpoint.map(|f| f.0),
+            &[],
+        )];
+    }
+    let hosts: Vec<String> = (0..processes)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    (0..processes)
+        .map(|i| {
+            let extra = [
+                "--processes".to_owned(),
+                processes.to_string(),
+                "--process-index".to_owned(),
+                i.to_string(),
+                "--hosts".to_owned(),
+                hosts.join(","),
+            ];
+            let fp = failpoint.filter(|f| f.1 == i).map(|f| f.0);
+            checkpoint::spawn(
+                BIN,
+                job,
+                1,
+                &log.with_extension(format!("p{i}.log")),
+                fp,
+                &extra,
+            )
+        })
+        .collect()
+}
+
+/// Waits until a process of the run exits or `within` passes, then kills the rest.
+/// Returns whether one exited by itself.
+fn end_run(mut procs: Vec<Child>, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut exited = false;
+    while Instant::now() < deadline && !exited {
+        exited = procs
+            .iter_mut()
+            .any(|c| c.try_wait().ok().flatten().is_some());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for c in procs {
+        kill_9(c);
+    }
+    exited
+}
+
+/// The sweeps start many processes; one at a time keeps them inside their deadlines.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn sweep(processes: usize, location: &dyn Fn(&Path) -> String, seed: u64) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let kills: usize = std::env::var("FLOWCAST_EO_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let brokers = flowcast_tests::brokers();
+    let topic = flowcast_tests::unique_topic("DHT11-eo");
+    kafka::create_topic(&brokers, &topic, 3);
+    let out = flowcast_tests::unique_topic("eo");
+    for suffix in ["pred", "dead", "late"] {
+        kafka::create_topic(&brokers, &format!("{out}-{suffix}"), 3);
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let job = job(tmp.path(), (&brokers, &topic, &out), &location(tmp.path()));
+    // A share of the input arrives before each run, so every run has output to commit.
+    let input = recorded_input(false);
+    let runs = FAIL_POINTS.len() + kills + 1;
+    let share = input.len().div_ceil(runs);
+    let mut parts = input.chunks(share);
+    let mut feed = || {
+        if let Some(p) = parts.next() {
+            kafka::produce(&brokers, &topic, p);
+        }
+        parts.len() > 0
+    };
+    let mut rng = Rng(seed);
+    let mut tally = Vec::new();
+    for (k, fp) in FAIL_POINTS.iter().enumerate() {
+        let armed = if fp.starts_with("checkpoint-") {
+            0
+        } else {
+            rng.below(processes as u64) as usize
+        };
+        // A worker recovers once per run; the other points are reached at every commit.
+        let nth = if *fp == "recovery" {
+            1
+        } else {
+            1 + rng.below(2)
+        };
+        let spec = format!("{fp}:{nth}");
+        let log = tmp.path().join(format!("fp-{k}.log"));
+        feed();
+        let procs = start(&job, processes, &log, Some((&spec, armed)));
+        let aborted = end_run(procs, Duration::from_secs(20));
+        tally.push(format!(
+            "{spec}@p{armed}: {}",
+            if aborted { "aborted" } else { "killed at 20 s" }
+        ));
+    }
+    for k in 0..kills {
+        let after = Duration::from_millis(300 + rng.below(2500));
+        let log = tmp.path().join(format!("kill-{k}.log"));
+        feed();
+        let procs = start(&job, processes, &log, None);
+        let exited = end_run(procs, after);
+        tally.push(format!(
+            "kill -9 after {after:?}{}",
+            if exited { " (had exited)" } else { "" }
+        ));
+    }
+    // The last run is bounded: it finishes the input and commits what is staged.
+    let text = std::fs::read_to_string(&job).expect("spec");
+    std::fs::write(&job, text.replace("stop = \"never\"", "stop = \"latest\"")).expect("spec");
+    while feed() {}
+    let mut procs = start(&job, processes, &tmp.path().join("last.log"), None);
+    for c in &mut procs {
+        let status = wait::poll_for(Duration::from_secs(120), || c.try_wait().ok().flatten())
+            .expect("the last run ends");
+        assert!(status.success(), "the last run ends cleanly: {status}");
+    }
+    eprintln!("{processes} process(es), seed {seed:#x}: {tally:?}");
+    let all = as_input(&kafka::read_all(&brokers, &topic));
+    let expected = reference::run(&all, &params(), &reference::persistence);
+    check_exactly_once(
+        &brokers,
+        &out,
+        &expected,
+        &format!("exactly-once, {processes} process(es), seed {seed:#x}"),
+    );
+}
+
+fn local(dir: &Path) -> String {
+    dir.join("checkpoints").display().to_string()
+}
+
+#[test]
+fn exactly_once_through_every_fail_point_and_random_kills_one_process() {
+    sweep(1, &local, 0x5eed_0001);
+}
+
+#[test]
+fn exactly_once_through_every_fail_point_and_random_kills_two_processes() {
+    sweep(2, &local, 0x5eed_0002);
+}
