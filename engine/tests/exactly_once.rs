@@ -7,8 +7,9 @@
 //! dead letter exactly once, nothing missing, nothing twice, and no reader stuck behind a
 //! transaction left open.
 //!
-//! `FLOWCAST_EO_KILLS` (default 5) sets the number of random kills per configuration;
-//! `tests/bench/eo_sweep.sh` runs the sweep with more.
+//! `FLOWCAST_EO_KILLS` (default 5) sets the number of random kills per configuration and
+//! `FLOWCAST_EO_SEED` (default 0) varies the seeds; `tests/bench/eo_sweep.sh` runs the
+//! sweep with more.
 
 use flowcast_tests::checkpoint::{self, kill_9};
 use flowcast_tests::forecast::{as_input, check_exactly_once, params, recorded_input, spec_text};
@@ -154,6 +155,11 @@ fn sweep(processes: usize, location: &dyn Fn(&Path) -> String, seed: u64) {
         }
         parts.len() > 0
     };
+    let seed = seed
+        ^ std::env::var("FLOWCAST_EO_SEED")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
     let mut rng = Rng(seed);
     let mut tally = Vec::new();
     for (k, fp) in FAIL_POINTS.iter().enumerate() {
@@ -193,11 +199,23 @@ fn sweep(processes: usize, location: &dyn Fn(&Path) -> String, seed: u64) {
     let text = std::fs::read_to_string(&job).expect("spec");
     std::fs::write(&job, text.replace("stop = \"never\"", "stop = \"latest\"")).expect("spec");
     while feed() {}
-    let mut procs = start(&job, processes, &tmp.path().join("last.log"), None);
-    for c in &mut procs {
+    let last = tmp.path().join("last.log");
+    let mut procs = start(&job, processes, &last, None);
+    for (i, c) in procs.iter_mut().enumerate() {
         let status = wait::poll_for(Duration::from_secs(120), || c.try_wait().ok().flatten())
             .expect("the last run ends");
-        assert!(status.success(), "the last run ends cleanly: {status}");
+        let log = if processes == 1 {
+            last.clone()
+        } else {
+            last.with_extension(format!("p{i}.log"))
+        };
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        assert!(
+            status.success(),
+            "the last run's process {i} ends cleanly: {status}; {tally:?}\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
     eprintln!("{processes} process(es), seed {seed:#x}: {tally:?}");
     let all = as_input(&kafka::read_all(&brokers, &topic));

@@ -6,8 +6,10 @@
 #   tests/bench/ab.sh A_BIN B_BIN [READINGS] [DEVICES] [ROUNDS] [WORKERS]
 #     defaults: 3000000 readings, 3000 devices, 3 rounds, 1 worker; model off.
 #   FILL_BIN (default: flowcast-fill next to B_BIN's build) fills the topic.
-#   AB_B_EXTRA: TOML appended to B's job spec (`{dir}` becomes a fresh directory), e.g. to
-#   drain with checkpoints against without, with one build as A and B:
+#   AB_A_EXTRA / AB_B_EXTRA: TOML appended to A's / B's job spec (it lands in the spec's
+#   last table, the Kafka sink, until a new table starts; `{dir}` becomes a fresh
+#   directory); AB_A_TOP / AB_B_TOP: top-level keys put before the spec. E.g. a drain with
+#   checkpoints against without, with one build as A and B:
 #     AB_B_EXTRA=$'[checkpoint]\nlocation = "{dir}"\ninterval = "10s"' tests/bench/ab.sh BIN BIN 25000000
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -32,8 +34,13 @@ for round in $(seq 1 "$ROUNDS"); do
     bin="$A"; [[ $side == B ]] && bin="$B"
     name="ab-$side-$round-$$"
     bench_job "$WORK/$name.toml" "$name" "$BROKERS" "$TOPIC" latest off
-    if [[ $side == B && -n "${AB_B_EXTRA:-}" ]]; then
-      printf '\n%s\n' "${AB_B_EXTRA//\{dir\}/$WORK/$name.state}" >> "$WORK/$name.toml"
+    extra="AB_${side}_EXTRA"; top="AB_${side}_TOP"
+    if [[ -n "${!extra:-}" ]]; then
+      printf '\n%s\n' "${!extra//\{dir\}/$WORK/$name.state}" >> "$WORK/$name.toml"
+    fi
+    if [[ -n "${!top:-}" ]]; then
+      { printf '%s\n' "${!top}"; cat "$WORK/$name.toml"; } > "$WORK/$name.top"
+      mv "$WORK/$name.top" "$WORK/$name.toml"
     fi
     summary="$("$bin" run "$WORK/$name.toml" --workers "$WORKERS" --brokers "$BROKERS" 2>"$WORK/$name.log" | tail -n1)"
     rate="$(sed -E 's/.*\(([0-9]+) records\/s\).*/\1/' <<<"$summary")"

@@ -132,6 +132,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         brokers: None,
         delivery: Default::default(),
     })];
+    // The demo shows forecasts as they are made: no checkpoints, every output at-least-once
+    // (exactly-once output would appear at checkpoint pace).
+    spec.checkpoint.location = None;
+    spec.dead_letter_delivery = Default::default();
+    spec.late_data_delivery = Default::default();
     let job_stop = Arc::new(AtomicBool::new(false));
     let job_thread = {
         let (spec, flag, workers) = (spec.clone(), Arc::clone(&job_stop), args.workers);

@@ -24,6 +24,15 @@ pub struct TailArgs {
     /// Stop after this many seconds without a new message.
     #[arg(long)]
     pub idle_exit_secs: Option<u64>,
+    /// Read with `isolation.level=read_committed`: only committed transactions (what an
+    /// exactly-once output's readers see).
+    #[arg(long)]
+    pub read_committed: bool,
+    /// Instead of printing messages, print at the end how long after its window closed each
+    /// message became visible here (from the `flowcast.window-closed-ms` header that
+    /// exactly-once predictions carry): count, p50, p99, max.
+    #[arg(long)]
+    pub latency: bool,
 }
 
 /// Runs `flowcast tail`.
@@ -33,6 +42,14 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
         .client_config()
         .set("group.id", "flowcast-tail")
         .set("enable.auto.commit", "false")
+        .set(
+            "isolation.level",
+            if args.read_committed {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
+        )
         .create()?;
     let md = consumer.fetch_metadata(Some(&args.topic), Duration::from_secs(10))?;
     let partitions = md
@@ -53,6 +70,7 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
     }
     consumer.assign(&tpl)?;
     let mut count = 0u64;
+    let mut lags: Vec<i64> = Vec::new();
     let mut last = Instant::now();
     loop {
         if args.max_messages.is_some_and(|m| count >= m) {
@@ -70,6 +88,12 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
         let msg = msg?;
         last = Instant::now();
         count += 1;
+        if args.latency {
+            if let Some(closed) = closed_ms(&msg) {
+                lags.push(now_ms() - closed);
+            }
+            continue;
+        }
         let key = msg.key().map(String::from_utf8_lossy).unwrap_or_default();
         let value = msg
             .payload()
@@ -77,5 +101,34 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
             .unwrap_or_default();
         println!("{}/{}\t{key}\t{value}", msg.partition(), msg.offset());
     }
+    if args.latency {
+        lags.sort_unstable();
+        let q = |p: f64| {
+            lags.get(((lags.len() as f64 * p).ceil() as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or(0)
+        };
+        println!(
+            "visible after the window closed: n={} p50={} ms p99={} ms max={} ms",
+            lags.len(),
+            q(0.5),
+            q(0.99),
+            lags.last().copied().unwrap_or(0)
+        );
+    }
     Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn closed_ms(msg: &rdkafka::message::BorrowedMessage<'_>) -> Option<i64> {
+    use rdkafka::message::Headers;
+    msg.headers()?
+        .iter()
+        .find(|h| h.key == crate::sinks::kafka::exactly_once::WINDOW_CLOSED_HEADER)
+        .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
 }

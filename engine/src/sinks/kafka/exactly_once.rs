@@ -34,6 +34,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 
+/// Header of exactly-once predictions: when their window closed, ms since the Unix epoch
+/// (the job's wall clock). `flowcast tail --latency` reads it.
+pub const WINDOW_CLOSED_HEADER: &str = "flowcast.window-closed-ms";
+
 /// A Kafka output's delivery guarantee.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -301,9 +305,26 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
         Ok(())
     }
 
-    fn on_records(&mut self, _: &EpochContext, records: Vec<D>, _: &mut Vec<()>) {
+    fn on_records(&mut self, ctx: &EpochContext, records: Vec<D>, _: &mut Vec<()>) {
         self.hub.start_once();
-        self.staged.extend(records.iter().map(Staged::of));
+        // Predictions carry when their window closed (wall clock, ms), so a reader can
+        // tell how long after it the committed record became visible.
+        let closed = D::TRACKS_LATENCY
+            .then(|| crate::dataflow::latency::since_fired(ctx.epoch))
+            .flatten()
+            .map(|elapsed| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                now.saturating_sub(elapsed).as_millis().to_string().into_bytes()
+            });
+        self.staged.extend(records.iter().map(|r| {
+            let mut s = Staged::of(r);
+            if let Some(c) = &closed {
+                s.headers.push((WINDOW_CLOSED_HEADER.to_owned(), c.clone()));
+            }
+            s
+        }));
     }
 
     fn on_epoch_complete(&mut self, _: &EpochContext, _: &mut Vec<()>) {
