@@ -54,6 +54,7 @@ pub mod format;
 pub mod manifest;
 pub mod recover;
 pub mod retain;
+pub mod s3;
 pub mod savepoint;
 pub mod store;
 #[cfg(test)]
