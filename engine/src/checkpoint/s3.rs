@@ -94,7 +94,11 @@ fn credentials_file() -> Result<Option<(String, String, Option<String>)>, String
 }
 
 /// Builds the S3 backend for `bucket`, rooted at `prefix`.
-fn build(location: &str, bucket: &str, prefix: &str) -> Result<Arc<dyn ObjectStore>, CheckpointError> {
+fn build(
+    location: &str,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Arc<dyn ObjectStore>, CheckpointError> {
     let err = |reason: String| super::store::location_error(location, reason);
     // AWS_* variables the builder knows (region, endpoint, keys, tokens, ...).
     let mut builder = AmazonS3Builder::from_env()
@@ -115,7 +119,10 @@ fn build(location: &str, bucket: &str, prefix: &str) -> Result<Arc<dyn ObjectSto
         }
         builder = builder
             .with_endpoint(endpoint.trim_end_matches('/'))
-            .with_config(AmazonS3ConfigKey::S3Endpoint, endpoint.trim_end_matches('/'))
+            .with_config(
+                AmazonS3ConfigKey::S3Endpoint,
+                endpoint.trim_end_matches('/'),
+            )
             .with_allow_http(endpoint.starts_with("http://"));
     }
     let static_env = (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"));
