@@ -27,9 +27,30 @@ use super::CheckpointError;
 use futures::StreamExt;
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use object_store::client::SpawnedReqwestConnector;
 use object_store::path::Path as StorePath;
 use object_store::prefix::PrefixStore;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// The runtime every S3 request's HTTP I/O runs on: one background thread for the process.
+/// The blocking [`CheckpointStore`](super::CheckpointStore) drives its current-thread
+/// runtime only inside its calls, and the writer has a runtime of its own; a pooled HTTP
+/// connection made on one of them would stall when used from the other (requests timed
+/// out after 30 s against SeaweedFS), so connections live here, always driven.
+fn io_runtime() -> Result<tokio::runtime::Handle, CheckpointError> {
+    static IO: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    if let Some(rt) = IO.get() {
+        return Ok(rt.handle().clone());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("flowcast-s3-io")
+        .enable_all()
+        .build()
+        .map_err(|e| CheckpointError::Runtime(format!("cannot start the S3 I/O runtime: {e}")))?;
+    // A racing caller's runtime wins; this one is dropped here, outside any runtime.
+    Ok(IO.get_or_init(|| rt).handle().clone())
+}
 
 /// The bucket and the prefix (possibly empty) of an `s3://bucket/prefix` location.
 pub(crate) fn parse(location: &str) -> Result<(String, String), CheckpointError> {
@@ -103,6 +124,7 @@ fn build(
     // AWS_* variables the builder knows (region, endpoint, keys, tokens, ...).
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
+        .with_http_connector(SpawnedReqwestConnector::new(io_runtime()?))
         .with_conditional_put(S3ConditionalPut::ETagMatch);
     if env("AWS_REGION").is_none() && env("AWS_DEFAULT_REGION").is_none() {
         builder = builder.with_region("us-east-1");
@@ -166,16 +188,18 @@ fn build(
     }
 }
 
-/// Opens `s3://bucket/prefix`: builds the backend and lists the prefix once, so a missing
-/// bucket, a wrong endpoint or refused credentials show up here, not at the first
-/// checkpoint. With `existing`, the prefix must hold objects (a savepoint is read from it).
-pub(crate) async fn open(
+/// Opens `s3://bucket/prefix`: builds the backend and lists the prefix once (on
+/// `runtime`, from outside any runtime), so a missing bucket, a wrong endpoint or refused
+/// credentials show up here, not at the first checkpoint. With `existing`, the prefix must
+/// hold objects (a savepoint is read from it).
+pub(crate) fn open(
     location: &str,
     existing: bool,
+    runtime: &tokio::runtime::Runtime,
 ) -> Result<Arc<dyn ObjectStore>, CheckpointError> {
     let (bucket, prefix) = parse(location)?;
     let store = build(location, &bucket, &prefix)?;
-    let first = store.list(None).next().await;
+    let first = runtime.block_on(async { store.list(None).next().await });
     match first {
         Some(Ok(_)) => Ok(store),
         None if !existing => Ok(store),

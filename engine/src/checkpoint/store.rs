@@ -91,7 +91,7 @@ impl CheckpointStore {
                     "an S3 checkpoint location was opened from inside an async runtime".into(),
                 ));
             }
-            let store = runtime.block_on(super::s3::open(location, !create))?;
+            let store = super::s3::open(location, !create, &runtime)?;
             return Ok(CheckpointStore {
                 location: location.to_owned(),
                 store,
