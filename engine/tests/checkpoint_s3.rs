@@ -197,3 +197,80 @@ fn kill_9_resumes_from_the_newest_checkpoint_on_s3() {
         std::fs::read_to_string(log(2)).unwrap_or_default()
     );
 }
+
+/// `flowcast run` on a bounded job whose checkpoints go to `location`, with the S3
+/// credentials of this process removed from its environment and `env` added; its exit
+/// status and log.
+fn run_without_credentials(
+    location: &str,
+    env: &[(&str, String)],
+    tmp: &std::path::Path,
+) -> (std::process::ExitStatus, String) {
+    let brokers = flowcast_tests::brokers();
+    let topic = flowcast_tests::unique_topic("DHT11-s3creds");
+    kafka::create_topic(&brokers, &topic, 3);
+    kafka::produce(&brokers, &topic, &recorded_input(false)[..200]);
+    let out = flowcast_tests::unique_topic("s3creds");
+    let spec = spec_text(&brokers, &topic, &out)
+        + &format!("\n[checkpoint]\nlocation = \"{location}\"\ninterval = \"500ms\"\n");
+    let job = tmp.join("job.toml");
+    std::fs::write(&job, spec).expect("job spec");
+    let log = tmp.join("run.log");
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(["run", job.to_str().expect("utf-8"), "--workers", "1"])
+        .env("FLOWCAST_LOG", "info")
+        .env("HOME", tmp)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"));
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    let mut run = cmd.spawn().expect("spawn flowcast run");
+    let status = wait::poll_for(WITHIN, || run.try_wait().ok().flatten());
+    let Some(status) = status else {
+        kill_9(run);
+        panic!("flowcast run did not end within {WITHIN:?}");
+    };
+    (status, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+#[test]
+fn credentials_come_from_the_environment_or_a_credentials_file_and_none_is_a_clear_error() {
+    let location = unique_location("creds");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (status, log) = run_without_credentials(&location, &[], tmp.path());
+    assert!(!status.success(), "no credentials, no run:\n{log}");
+    assert!(log.contains("no S3 credentials"), "{log}");
+
+    // The same keys, from a shared credentials file's profile only.
+    let key = |v: &str| std::env::var(v).expect("the test keys are in the environment");
+    let file = tmp.path().join("aws-credentials");
+    let text = format!(
+        "[other]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n[flowcast]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+        key("AWS_ACCESS_KEY_ID"),
+        key("AWS_SECRET_ACCESS_KEY")
+    );
+    std::fs::write(&file, text).expect("credentials file");
+    let env = [
+        ("AWS_SHARED_CREDENTIALS_FILE", file.display().to_string()),
+        ("AWS_PROFILE", "flowcast".to_owned()),
+    ];
+    // The run opens (lists) the location before it starts: the server accepted the
+    // profile's keys, and refuses the other profile's.
+    let (status, log) = run_without_credentials(&location, &env, tmp.path());
+    assert!(status.success(), "the bounded run ends cleanly:\n{log}");
+    let env = [env[0].clone(), ("AWS_PROFILE", "other".to_owned())];
+    let (status, log) = run_without_credentials(&location, &env, tmp.path());
+    assert!(!status.success(), "wrong keys, no run:\n{log}");
+    assert!(log.contains("cannot list bucket"), "{log}");
+}
