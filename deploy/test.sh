@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command: sets everything up on a fresh machine, starts real Kafka
-# (three brokers + one) and Mosquitto, runs formatting, lints and every test, and always
+# (three brokers + one), Mosquitto and SeaweedFS (S3), runs formatting, lints and every test, and always
 # stops what it started.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +18,14 @@ S="${FLOWCAST_TEST_SINGLE_PORT:-9095}"
 export FLOWCAST_TEST_SASL_BROKER="127.0.0.1:${FLOWCAST_TEST_SASL_PORT:-$((S + 2))}"
 export FLOWCAST_TEST_MQTT_TLS="127.0.0.1:${FLOWCAST_TEST_MQTT_TLS_PORT:-8883}"
 export FLOWCAST_TEST_TLS_DIR="${FLOWCAST_RUN_DIR:-$REPO/.flowcast-run}/tls"
+# S3 (SeaweedFS): the tests' server, and the endpoint and credentials the checkpoint store
+# reads from the environment (the keys deploy/seaweedfs/start.sh made for this run dir).
+export FLOWCAST_TEST_S3="http://127.0.0.1:${FLOWCAST_TEST_S3_PORT:-8333}"
+export AWS_ENDPOINT_URL="$FLOWCAST_TEST_S3" AWS_REGION=us-east-1
+S3_CREDS="${FLOWCAST_RUN_DIR:-$REPO/.flowcast-run}/seaweedfs/credentials"
+AWS_ACCESS_KEY_ID="$(sed -n 's/^aws_access_key_id = //p' "$S3_CREDS")"
+AWS_SECRET_ACCESS_KEY="$(sed -n 's/^aws_secret_access_key = //p' "$S3_CREDS")"
+export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 
 log "cargo fmt --check"
 cargo fmt --all --check

@@ -14,8 +14,8 @@
 //! 60-window sequence state, random floats): ~415 bytes per device on disk (LZ4 ratio
 //! ~1.5); encoding is dominated by LZ4, then bincode; the CRC is negligible.
 //!
-//! **Layout.** A checkpoint location (a directory, through `object_store`; see
-//! [`CheckpointStore::open`]) holds, for checkpoint `id` written by run attempt `a` of a
+//! **Layout.** A checkpoint location (a directory or an S3 prefix, through `object_store`;
+//! see [`CheckpointStore::open`] and [`s3`]) holds, for checkpoint `id` written by run attempt `a` of a
 //! job with `W` workers:
 //!
 //! ```text
@@ -54,6 +54,7 @@ pub mod format;
 pub mod manifest;
 pub mod recover;
 pub mod retain;
+pub mod s3;
 pub mod savepoint;
 pub mod store;
 #[cfg(test)]

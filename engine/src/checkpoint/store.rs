@@ -39,7 +39,7 @@ impl fmt::Debug for CheckpointStore {
     }
 }
 
-fn location_error(location: &str, reason: impl Into<String>) -> CheckpointError {
+pub(crate) fn location_error(location: &str, reason: impl Into<String>) -> CheckpointError {
     CheckpointError::Location {
         location: location.to_owned(),
         reason: reason.into(),
@@ -62,22 +62,43 @@ fn store_path(path: &str) -> Result<StorePath, CheckpointError> {
 }
 
 impl CheckpointStore {
-    /// Opens a location: a plain directory path or a `file://` URL (created if absent).
+    /// Opens a location: a plain directory path or a `file://` URL (created if absent), or
+    /// `s3://bucket/prefix` (endpoint, region and credentials from the environment; see
+    /// [`super::s3`]).
     ///
     /// # Errors
-    /// Another scheme (`s3://` comes with the exactly-once issue), or a directory that
-    /// cannot be created.
+    /// Another scheme, a directory that cannot be created, or an S3 location whose bucket
+    /// cannot be listed (missing bucket or credentials, wrong endpoint).
     pub fn open(location: &str) -> Result<Self, CheckpointError> {
-        Self::open_dir(location, true)
+        Self::open_any(location, true)
     }
 
     /// Opens a location that must exist already (reading a savepoint must not create a
-    /// directory where a path was mistyped).
+    /// directory where a path was mistyped; on S3 the prefix must hold objects).
     ///
     /// # Errors
-    /// As [`CheckpointStore::open`], or the directory does not exist.
+    /// As [`CheckpointStore::open`], or the directory (S3: any object under the prefix)
+    /// does not exist.
     pub fn open_existing(location: &str) -> Result<Self, CheckpointError> {
-        Self::open_dir(location, false)
+        Self::open_any(location, false)
+    }
+
+    fn open_any(location: &str, create: bool) -> Result<Self, CheckpointError> {
+        if location.starts_with("s3://") {
+            let runtime = current_thread_runtime()?;
+            if tokio::runtime::Handle::try_current().is_ok() {
+                return Err(CheckpointError::Runtime(
+                    "an S3 checkpoint location was opened from inside an async runtime".into(),
+                ));
+            }
+            let store = super::s3::open(location, !create, &runtime)?;
+            return Ok(CheckpointStore {
+                location: location.to_owned(),
+                store,
+                runtime: Arc::new(runtime),
+            });
+        }
+        Self::open_dir(location, create)
     }
 
     fn open_dir(location: &str, create: bool) -> Result<Self, CheckpointError> {
@@ -88,7 +109,7 @@ impl CheckpointStore {
                 return Err(location_error(
                     location,
                     format!(
-                        "`{scheme}://` locations are not supported yet: S3 comes with the exactly-once issue; use a local directory or a file:// URL"
+                        "`{scheme}://` locations are not supported: use a local directory, a file:// URL or s3://bucket/prefix"
                     ),
                 ));
             }

@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [checkpoint]
-//! location = "/var/lib/flowcast/checkpoints/dht11"   # a directory (or file:// URL)
+//! location = "/var/lib/flowcast/checkpoints/dht11"   # a directory, file:// URL or s3://bucket/prefix
 //! interval = "10s"           # a checkpoint starts every interval…
 //! min-pause = "0s"           # …but never sooner than this after the last one ended
 //! timeout = "10m"            # a checkpoint not complete by then has failed
