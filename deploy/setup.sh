@@ -6,9 +6,9 @@
 #   - the slim CPU LibTorch for tch (deploy/libtorch/setup.sh), linked as ./.libtorch
 #   - the Apache Kafka broker jars from Maven Central (deploy/kafka/fetch.sh)
 #   - the real UCI Appliances Energy data (deploy/data/fetch.sh)
-#   - SeaweedFS's `weed` (the tests' S3 server), built from its Go module at a pinned
-#     version (deploy/seaweedfs/install.sh; a cold build takes about 14 minutes on 2 cores)
-# Needs: Rust (cargo, rustfmt, clippy), Java 17+, Maven, Python 3 with pip, Go.
+# (The tests' S3 server, SeaweedFS, is built by deploy/test.sh, not here: the demo does not
+# need it.)
+# Needs: Rust (cargo, rustfmt, clippy), Java 17+, Maven, Python 3 with pip; Go for the tests.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
@@ -43,4 +43,3 @@ log "LibTorch: $("$REPO/deploy/libtorch/setup.sh")"
 ln -sfn "${FLOWCAST_CACHE:-$HOME/.cache/flowcast}/libtorch" "$REPO/.libtorch"
 log "Kafka jars: $("$REPO/deploy/kafka/fetch.sh")"
 log "data: $("$REPO/deploy/data/fetch.sh")"
-log "SeaweedFS: $("$REPO/deploy/seaweedfs/install.sh")"

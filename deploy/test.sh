@@ -8,6 +8,9 @@ cd "$REPO"
 log() { printf '\033[1m[test]\033[0m %s\n' "$*" >&2; }
 
 deploy/setup.sh
+# SeaweedFS's `weed` (the tests' S3 server), built from its Go module at a pinned version
+# into ~/.cache/flowcast (a cold build takes about 14 minutes on 2 cores; then cached).
+log "SeaweedFS: $(deploy/seaweedfs/install.sh)"
 trap 'deploy/services.sh stop >&2 || true' EXIT
 deploy/services.sh start
 K="${FLOWCAST_TEST_KAFKA_PORT:-9092}"

@@ -2,10 +2,11 @@
 //! cluster: the forecast job, with its predictions, dead letters and late records all
 //! `delivery = "exactly-once"` and checkpoints every 300 ms, dies at every named fail
 //! point (the process aborts itself there) and at seeded random `kill -9`s, each followed
-//! by a restart — as one process and as two. A last, bounded run finishes the input.
+//! by a restart — as one process (of 1 to 3 workers, changing from run to run: each restart
+//! is also a rescale) and as two. A last, bounded run finishes the input.
 //! Read with `read_committed`, the outputs must equal the reference: every prediction and
 //! dead letter exactly once, nothing missing, nothing twice, and no reader stuck behind a
-//! transaction left open.
+//! transaction left open. The same with the checkpoints on S3 (SeaweedFS).
 //!
 //! `FLOWCAST_EO_KILLS` (default 5) sets the number of random kills per configuration and
 //! `FLOWCAST_EO_SEED` (default 0) varies the seeds; `tests/bench/eo_sweep.sh` runs the
@@ -70,14 +71,19 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Starts the job as `processes` processes of one worker each (or one of two workers),
-/// the fail point armed on process `armed`.
-fn start(job: &Path, processes: usize, log: &Path, failpoint: Option<(&str, usize)>) -> Vec<Child> {
+/// Starts the job as `processes` processes of one worker each, or as one process of
+/// `workers`, the fail point armed on process `armed`.
+fn start(
+    job: &Path,
+    (processes, workers): (usize, usize),
+    log: &Path,
+    failpoint: Option<(&str, usize)>,
+) -> Vec<Child> {
     if processes == 1 {
         return vec![checkpoint::spawn(
             BIN,
             job,
-            2,
+            workers,
             log,
             failpoint.map(|f| f.0),
             &[],
@@ -142,8 +148,21 @@ fn sweep(processes: usize, location: &dyn Fn(&Path) -> String, seed: u64) {
     for suffix in ["pred", "dead", "late"] {
         kafka::create_topic(&brokers, &format!("{out}-{suffix}"), 3);
     }
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let job = job(tmp.path(), (&brokers, &topic, &out), &location(tmp.path()));
+    let guard = tempfile::tempdir().expect("temp dir");
+    // FLOWCAST_EO_KEEP=1 keeps the specs, logs and local checkpoints for a post-mortem.
+    let (_guard, dir) = if std::env::var_os("FLOWCAST_EO_KEEP").is_some() {
+        let kept = guard.keep();
+        eprintln!("keeping {}", kept.display());
+        (None, kept)
+    } else {
+        let dir = guard.path().to_owned();
+        (Some(guard), dir)
+    };
+    let job = job(
+        dir.as_path(),
+        (&brokers, &topic, &out),
+        &location(dir.as_path()),
+    );
     // A share of the input arrives before each run, so every run has output to commit.
     let input = recorded_input(false);
     let runs = FAIL_POINTS.len() + kills + 1;
@@ -175,23 +194,33 @@ fn sweep(processes: usize, location: &dyn Fn(&Path) -> String, seed: u64) {
             1 + rng.below(2)
         };
         let spec = format!("{fp}:{nth}");
-        let log = tmp.path().join(format!("fp-{k}.log"));
+        let log = dir.as_path().join(format!("fp-{k}.log"));
         feed();
-        let procs = start(&job, processes, &log, Some((&spec, armed)));
+        let workers = if processes == 1 {
+            1 + rng.below(3) as usize
+        } else {
+            1
+        };
+        let procs = start(&job, (processes, workers), &log, Some((&spec, armed)));
         let aborted = end_run(procs, Duration::from_secs(20));
         tally.push(format!(
-            "{spec}@p{armed}: {}",
+            "{spec}@p{armed}/{workers}w: {}",
             if aborted { "aborted" } else { "killed at 20 s" }
         ));
     }
     for k in 0..kills {
         let after = Duration::from_millis(300 + rng.below(2500));
-        let log = tmp.path().join(format!("kill-{k}.log"));
+        let log = dir.as_path().join(format!("kill-{k}.log"));
         feed();
-        let procs = start(&job, processes, &log, None);
+        let workers = if processes == 1 {
+            1 + rng.below(3) as usize
+        } else {
+            1
+        };
+        let procs = start(&job, (processes, workers), &log, None);
         let exited = end_run(procs, after);
         tally.push(format!(
-            "kill -9 after {after:?}{}",
+            "kill -9 after {after:?}/{workers}w{}",
             if exited { " (had exited)" } else { "" }
         ));
     }
@@ -199,8 +228,8 @@ fn sweep(processes: usize, location: &dyn Fn(&Path) -> String, seed: u64) {
     let text = std::fs::read_to_string(&job).expect("spec");
     std::fs::write(&job, text.replace("stop = \"never\"", "stop = \"latest\"")).expect("spec");
     while feed() {}
-    let last = tmp.path().join("last.log");
-    let mut procs = start(&job, processes, &last, None);
+    let last = dir.as_path().join("last.log");
+    let mut procs = start(&job, (processes, 2), &last, None);
     for (i, c) in procs.iter_mut().enumerate() {
         let status = wait::poll_for(Duration::from_secs(120), || c.try_wait().ok().flatten())
             .expect("the last run ends");
@@ -240,4 +269,13 @@ fn exactly_once_through_every_fail_point_and_random_kills_one_process() {
 #[test]
 fn exactly_once_through_every_fail_point_and_random_kills_two_processes() {
     sweep(2, &local, 0x5eed_0002);
+}
+
+#[test]
+fn exactly_once_through_every_fail_point_and_random_kills_on_s3() {
+    sweep(
+        1,
+        &|_| flowcast_tests::s3::unique_location("eo"),
+        0x5eed_0003,
+    );
 }

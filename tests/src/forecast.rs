@@ -315,13 +315,24 @@ fn suffix_check<'a>(
 /// reader from the end of a topic.
 pub fn check_exactly_once(brokers: &str, out: &str, expected: &reference::Output, what: &str) {
     let mut got = BTreeMap::new();
+    let mut at: BTreeMap<(String, i64), Vec<String>> = BTreeMap::new();
     for r in kafka::read_committed(brokers, &format!("{out}-pred")) {
         let (k, e) = parse_prediction(&r, what);
-        assert!(
-            got.insert(k.clone(), e).is_none(),
-            "{what}: prediction {k:?} committed twice"
-        );
+        at.entry(k.clone()).or_default().push(format!(
+            "p{}@{} t={}",
+            r.partition,
+            r.offset,
+            r.timestamp_ms.unwrap_or(0)
+        ));
+        got.insert(k, e);
     }
+    let twice: Vec<_> = at.iter().filter(|(_, v)| v.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{what}: {} predictions committed more than once, e.g. {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
     check_predictions(&got, expected, what);
     let mut dead = BTreeMap::new();
     for r in kafka::read_committed(brokers, &format!("{out}-dead")) {

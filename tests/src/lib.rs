@@ -19,6 +19,7 @@ pub mod kafka;
 pub mod logs;
 pub mod mqtt;
 pub mod reference;
+pub mod s3;
 pub mod secure;
 pub mod thingsboard;
 pub mod wait;

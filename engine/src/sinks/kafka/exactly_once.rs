@@ -13,10 +13,12 @@
 //!   [`Hub`]: each hands its batch of checkpoint c over when the job learns c completed
 //!   (`Committed`); when every output has, the committer thread commits them together.
 //! - Each output's snapshot holds its batches not known committed, tagged with the slot
-//!   (worker index) and the run that staged them, as per-worker state: restored on worker
+//!   (worker index) and the run that staged them, as per-slot state: restored on worker
 //!   `slot mod W` at any new parallelism, which recovers them first.
 //! - The end of input commits what is staged at once; a stop with a final checkpoint
-//!   leaves the final batch in that checkpoint, committed by the next start.
+//!   leaves the final batch in that checkpoint, committed by the next start; a job that
+//!   shuts down on a failure commits nothing more (its restart redoes what came after
+//!   its last checkpoint).
 //!
 //! Consumers must read with `isolation.level=read_committed`. Output becomes visible at
 //! checkpoint pace: within a checkpoint interval (plus the commit) of its window closing.
@@ -232,8 +234,10 @@ pub struct ExactlyOnceOperator<D> {
     awaiting: BTreeMap<u64, Vec<Staged>>,
     handed: u64,
     recovered: Vec<SlotBatches>,
-    /// Set when the job stopped at a snapshot (then `close` commits nothing).
+    /// Set when the job stopped at a snapshot, and when it is shutting down on a failure:
+    /// then `close` commits nothing (what is staged is not covered by a checkpoint).
     stopped: Arc<AtomicBool>,
+    shutdown: Arc<AtomicBool>,
     _records: std::marker::PhantomData<fn(D)>,
 }
 
@@ -248,13 +252,13 @@ impl<D> std::fmt::Debug for ExactlyOnceOperator<D> {
 
 impl<D: KafkaRecord> ExactlyOnceOperator<D> {
     /// Output `id` to `topic` through the worker's `hub`; `stopped` is the worker's flag
-    /// of a stop at a snapshot.
+    /// of a stop at a snapshot, `shutdown` the job's of a stop on a failure.
     pub fn new(
         id: &str,
         topic: &str,
         hub: std::rc::Rc<Hub>,
         (job, worker): (&str, usize),
-        stopped: Arc<AtomicBool>,
+        (stopped, shutdown): (Arc<AtomicBool>, Arc<AtomicBool>),
     ) -> Self {
         hub.register();
         ExactlyOnceOperator {
@@ -267,6 +271,7 @@ impl<D: KafkaRecord> ExactlyOnceOperator<D> {
             handed: 0,
             recovered: Vec::new(),
             stopped,
+            shutdown,
             _records: std::marker::PhantomData,
         }
     }
@@ -275,14 +280,20 @@ impl<D: KafkaRecord> ExactlyOnceOperator<D> {
     fn prune(&mut self) {
         if let Some(c) = self.hub.committed(self.hub.slot, self.hub.run) {
             let before = self.awaiting.values().map(Vec::len).sum::<usize>();
-            self.awaiting = self.awaiting.split_off(&(c + 1));
+            self.awaiting = match c.checked_add(1) {
+                Some(next) => self.awaiting.split_off(&next),
+                None => BTreeMap::new(),
+            };
             let after = self.awaiting.values().map(Vec::len).sum::<usize>();
             self.metrics.delivered.add((before - after) as u64);
         }
         let hub = &self.hub;
         self.recovered.retain_mut(|s| {
             if let Some(c) = hub.committed(s.slot, s.run) {
-                s.batches = s.batches.split_off(&(c + 1));
+                s.batches = match c.checked_add(1) {
+                    Some(next) => s.batches.split_off(&next),
+                    None => BTreeMap::new(),
+                };
             }
             !s.batches.is_empty()
         });
@@ -339,15 +350,21 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
             .entry(id)
             .or_default()
             .append(&mut self.staged);
-        let mut slots = self.recovered.clone();
-        slots.push(SlotBatches {
+        // Per-slot state in the partition map, keyed by the slot whose transactional id
+        // commits it: a restore at W workers gives slot s to worker `s mod W` — worker s
+        // itself while s < W, so no two workers ever start the same transactional id.
+        let mut by_slot: BTreeMap<u32, Vec<SlotBatches>> = BTreeMap::new();
+        for s in self.recovered.iter().cloned().chain(std::iter::once(SlotBatches {
             slot: self.hub.slot,
             run: self.hub.run,
             batches: self.awaiting.clone(),
-        });
-        // Per-worker state in the partition map, keyed by this worker's index: a restore
-        // at W workers gives it to worker `index mod W`.
-        w.partition(self.hub.slot as i32, &slots)
+        })) {
+            by_slot.entry(s.slot).or_default().push(s);
+        }
+        for (slot, entries) in &by_slot {
+            w.partition(*slot as i32, entries)?;
+        }
+        Ok(())
     }
 
     fn on_checkpoint_committed(&mut self, id: u64) {
@@ -367,7 +384,7 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
         // commits them. At the end of input everything goes out now, as one last batch
         // (id u64::MAX) that every output hands over, empty or not; the hub's thread
         // finishes it before the worker's dataflow is dropped.
-        if self.stopped.load(Ordering::SeqCst) {
+        if self.stopped.load(Ordering::SeqCst) || self.shutdown.load(Ordering::SeqCst) {
             return;
         }
         let mut rest: Vec<Staged> = self

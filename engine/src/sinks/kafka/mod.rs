@@ -352,7 +352,7 @@ impl<D: KafkaRecord> KafkaOutput<D> {
                     topic,
                     std::rc::Rc::clone(hub),
                     (&ctx.job, worker),
-                    Arc::clone(&ctx.stopped),
+                    (Arc::clone(&ctx.stopped), Arc::clone(&ctx.shutdown)),
                 ),
             ),
             _ => KafkaOutput::AtLeastOnce(KafkaSinkOperator::new(id, settings, topic, ctx, worker)),
