@@ -26,10 +26,14 @@ const LEGACY_MAGIC: &[u8; 8] = b"FLOWSNAP";
 /// (copy-on-write) copy of the state that returns each key group's bytes.
 pub type EncodeLater = Box<dyn FnOnce() -> Result<BTreeMap<u32, Vec<u8>>, String> + Send>;
 
-/// An operator's keyed state still to be encoded ([`WorkerSnapshot::resolve`] runs it;
-/// the checkpoint writer does so on its blocking pool). Never serialized.
+/// Per-partition state encoded later, as [`EncodeLater`].
+pub type EncodePartitionsLater =
+    Box<dyn FnOnce() -> Result<BTreeMap<i32, Vec<u8>>, String> + Send>;
+
+/// An operator's state still to be encoded ([`WorkerSnapshot::resolve`] runs it; the
+/// checkpoint writer does so on its blocking pool). Never serialized.
 #[derive(Default)]
-pub struct Deferred(Vec<EncodeLater>);
+pub struct Deferred(Vec<EncodeLater>, Vec<EncodePartitionsLater>);
 
 impl Deferred {
     /// Adds keyed state to encode later.
@@ -37,15 +41,20 @@ impl Deferred {
         self.0.push(f);
     }
 
+    /// Adds per-partition state to encode later.
+    pub fn push_partitions(&mut self, f: EncodePartitionsLater) {
+        self.1.push(f);
+    }
+
     /// Whether nothing is left to encode.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_empty() && self.1.is_empty()
     }
 }
 
 impl std::fmt::Debug for Deferred {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Deferred({} pending)", self.0.len())
+        write!(f, "Deferred({} pending)", self.0.len() + self.1.len())
     }
 }
 
@@ -201,6 +210,20 @@ impl WorkerSnapshot {
                         return Err(StateError::Encode {
                             operator: op.id.clone(),
                             detail: format!("key group {g} written twice"),
+                        });
+                    }
+                }
+            }
+            for f in std::mem::take(&mut op.deferred.1) {
+                let parts = f().map_err(|detail| StateError::Encode {
+                    operator: op.id.clone(),
+                    detail,
+                })?;
+                for (p, bytes) in parts {
+                    if op.partitions.insert(p, bytes).is_some() {
+                        return Err(StateError::Encode {
+                            operator: op.id.clone(),
+                            detail: format!("partition {p} written twice"),
                         });
                     }
                 }

@@ -167,6 +167,15 @@ impl StateWriter<'_> {
         self.snap.deferred.push(Box::new(encode));
     }
 
+    /// Writes per-partition state later, off the worker thread, as
+    /// [`StateWriter::keyed_later`] does for keyed state.
+    pub fn partitions_later(
+        &mut self,
+        encode: impl FnOnce() -> Result<BTreeMap<i32, Vec<u8>>, String> + Send + 'static,
+    ) {
+        self.snap.deferred.push_partitions(Box::new(encode));
+    }
+
     /// Writes the state of Kafka partition `partition`.
     ///
     /// # Errors

@@ -39,8 +39,12 @@ use std::time::{Duration, Instant};
 pub const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(60);
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Staged output of one slot and run: checkpoint id → (topic, record) in staging order.
-pub type Batches = BTreeMap<u64, Vec<(String, Staged)>>;
+/// One output's staged records of one checkpoint interval, shared (never copied) between
+/// the operator, its snapshots and the committer.
+pub type Part = (Arc<str>, Arc<Vec<Staged>>);
+
+/// Staged output of one slot and run: checkpoint id → each output's part.
+pub type Batches = BTreeMap<u64, Vec<Part>>;
 
 /// Work for the committer thread.
 #[derive(Debug)]
@@ -141,8 +145,8 @@ fn run(cfg: &CommitterConfig, shared: &Shared, rx: &Receiver<Cmd>) -> Result<(),
                 let Some(&upto) = batches.keys().next_back() else {
                     continue;
                 };
-                let records: Vec<(String, Staged)> = batches.into_values().flatten().collect();
-                if !records.is_empty() {
+                let records: Vec<Part> = batches.into_values().flatten().collect();
+                if records.iter().any(|(_, r)| !r.is_empty()) {
                     // (Nothing staged: nothing to commit, nothing a recovery would need.)
                     crate::failpoint::hit("commit-before");
                     commit(cfg, &own, cfg.slot, run, &records, upto)?;
@@ -176,7 +180,7 @@ fn recover(
         let Some(&upto) = batches.keys().next_back() else {
             continue;
         };
-        let missing: Vec<(String, Staged)> = batches
+        let missing: Vec<Part> = batches
             .into_iter()
             .filter(|(id, _)| *id > done)
             .flat_map(|(_, records)| records)
@@ -184,7 +188,7 @@ fn recover(
         if upto > done {
             let p = producers.get(&slot).unwrap_or(own);
             tracing::info!(job = %cfg.job, slot, run = format_args!("{run:016x}"), committed = done, upto,
-                records = missing.len(), "committing what the crashed run staged and had not committed");
+                records = missing.iter().map(|(_, r)| r.len()).sum::<usize>(), "committing what the crashed run staged and had not committed");
             commit(cfg, p, slot, run, &missing, upto)?;
         }
         shared.confirm(slot, run, upto);
@@ -241,7 +245,7 @@ fn commit(
     p: &ThreadedProducer<DefaultProducerContext>,
     slot: u32,
     run: u64,
-    records: &[(String, Staged)],
+    records: &[Part],
     upto: u64,
 ) -> Result<(), String> {
     let progress = progress_topic(&cfg.job);
@@ -252,8 +256,10 @@ fn commit(
         attempt += 1;
         p.begin_transaction()
             .map_err(|e| format!("begin_transaction: {e}"))?;
-        for (topic, s) in records {
-            send(p, topic, s.key.as_deref(), &s.value, headers(&s.headers))?;
+        for (topic, part) in records {
+            for s in part.iter() {
+                send(p, topic, s.key.as_deref(), &s.value, headers(&s.headers))?;
+            }
         }
         send(p, &progress, Some(key.as_bytes()), value.as_bytes(), None)?;
         crate::failpoint::hit("commit-inside");

@@ -23,7 +23,7 @@
 //! Consumers must read with `isolation.level=read_committed`. Output becomes visible at
 //! checkpoint pace: within a checkpoint interval (plus the commit) of its window closing.
 
-use super::committer::{self, Batches, Cmd, CommitterConfig, Shared};
+use super::committer::{self, Batches, Cmd, CommitterConfig, Part, Shared};
 use super::{KafkaRecord, KafkaSinkConfig};
 use crate::lifecycle::{EpochContext, Operator, RestoredState, StateError, StateWriter};
 use crate::sinks::{Sink, SinkContext};
@@ -82,12 +82,13 @@ impl Staged {
     }
 }
 
-/// One slot's batches in an output's snapshot.
+/// One slot's batches in an output's snapshot (shared with the operator: a snapshot
+/// copies pointers, and the writer encodes them off the worker thread).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SlotBatches {
     slot: u32,
     run: u64,
-    batches: BTreeMap<u64, Vec<Staged>>,
+    batches: BTreeMap<u64, Arc<Vec<Staged>>>,
 }
 
 /// The worker's exactly-once outputs' meeting point: gathers their batches per checkpoint
@@ -107,8 +108,8 @@ struct HubState {
     outputs: usize,
     started: bool,
     recovered: BTreeMap<(u32, u64), Batches>,
-    /// Batches handed over per checkpoint id: how many outputs have, and their records.
-    ready: BTreeMap<u64, (usize, Vec<(String, Staged)>)>,
+    /// Batches handed over per checkpoint id: how many outputs have, and their parts.
+    ready: BTreeMap<u64, (usize, Vec<Part>)>,
 }
 
 impl Hub {
@@ -145,7 +146,7 @@ impl Hub {
         self.st.borrow_mut().outputs += 1;
     }
 
-    fn restored(&self, topic: &str, slots: &[SlotBatches]) {
+    fn restored(&self, topic: &Arc<str>, slots: &[SlotBatches]) {
         let mut st = self.st.borrow_mut();
         for s in slots {
             let entry = st.recovered.entry((s.slot, s.run)).or_default();
@@ -153,7 +154,7 @@ impl Hub {
                 entry
                     .entry(*id)
                     .or_default()
-                    .extend(records.iter().map(|r| (topic.to_owned(), r.clone())));
+                    .push((Arc::clone(topic), Arc::clone(records)));
             }
         }
     }
@@ -173,13 +174,13 @@ impl Hub {
 
     /// One output's batch of checkpoint `id`; when every output has handed `id` over, the
     /// batches up to it go to the committer.
-    fn ready(&self, id: u64, topic: &str, records: &[Staged]) {
+    fn ready(&self, id: u64, topic: &Arc<str>, records: &Arc<Vec<Staged>>) {
         self.start_once();
         let mut st = self.st.borrow_mut();
         let outputs = st.outputs;
         let e = st.ready.entry(id).or_default();
         e.0 += 1;
-        e.1.extend(records.iter().map(|r| (topic.to_owned(), r.clone())));
+        e.1.push((Arc::clone(topic), Arc::clone(records)));
         if e.0 < outputs {
             return;
         }
@@ -225,13 +226,13 @@ fn run_tag(slot: usize) -> u64 {
 /// An exactly-once Kafka output on the operator lifecycle.
 pub struct ExactlyOnceOperator<D> {
     id: String,
-    topic: String,
+    topic: Arc<str>,
     hub: std::rc::Rc<Hub>,
     metrics: SinkMetrics,
     staged: Vec<Staged>,
     /// This run's batches by checkpoint id, not known committed; `handed` of them are with
     /// the hub.
-    awaiting: BTreeMap<u64, Vec<Staged>>,
+    awaiting: BTreeMap<u64, Arc<Vec<Staged>>>,
     handed: u64,
     recovered: Vec<SlotBatches>,
     /// Set when the job stopped at a snapshot, and when it is shutting down on a failure:
@@ -263,7 +264,7 @@ impl<D: KafkaRecord> ExactlyOnceOperator<D> {
         hub.register();
         ExactlyOnceOperator {
             id: id.to_owned(),
-            topic: topic.to_owned(),
+            topic: topic.into(),
             metrics: SinkMetrics::new(job, KafkaSinkConfig::KIND, id, worker),
             hub,
             staged: Vec::new(),
@@ -279,12 +280,12 @@ impl<D: KafkaRecord> ExactlyOnceOperator<D> {
     /// Forgets what the committer confirmed.
     fn prune(&mut self) {
         if let Some(c) = self.hub.committed(self.hub.slot, self.hub.run) {
-            let before = self.awaiting.values().map(Vec::len).sum::<usize>();
+            let before = self.awaiting.values().map(|b| b.len()).sum::<usize>();
             self.awaiting = match c.checked_add(1) {
                 Some(next) => self.awaiting.split_off(&next),
                 None => BTreeMap::new(),
             };
-            let after = self.awaiting.values().map(Vec::len).sum::<usize>();
+            let after = self.awaiting.values().map(|b| b.len()).sum::<usize>();
             self.metrics.delivered.add((before - after) as u64);
         }
         let hub = &self.hub;
@@ -346,10 +347,13 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
     fn snapshot(&mut self, _: &EpochContext, w: &mut StateWriter<'_>) -> Result<(), StateError> {
         let id = w.snapshot_id();
         self.prune();
-        self.awaiting
-            .entry(id)
-            .or_default()
-            .append(&mut self.staged);
+        let staged = Arc::new(std::mem::take(&mut self.staged));
+        if let Some(earlier) = self.awaiting.insert(id, staged) {
+            // (A snapshot id is taken once; keep both if it ever came twice.)
+            let mut both = (*earlier).clone();
+            both.extend(self.awaiting[&id].iter().cloned());
+            self.awaiting.insert(id, Arc::new(both));
+        }
         // Per-slot state in the partition map, keyed by the slot whose transactional id
         // commits it: a restore at W workers gives slot s to worker `s mod W` — worker s
         // itself while s < W, so no two workers ever start the same transactional id.
@@ -361,9 +365,16 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
         })) {
             by_slot.entry(s.slot).or_default().push(s);
         }
-        for (slot, entries) in &by_slot {
-            w.partition(*slot as i32, entries)?;
-        }
+        w.partitions_later(move || {
+            by_slot
+                .into_iter()
+                .map(|(slot, entries)| {
+                    bincode::serialize(&entries)
+                        .map(|b| (slot as i32, b))
+                        .map_err(|e| e.to_string())
+                })
+                .collect()
+        });
         Ok(())
     }
 
@@ -393,7 +404,7 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
             .flat_map(|(_, r)| r.iter().cloned())
             .collect();
         rest.append(&mut self.staged);
-        self.hub.ready(u64::MAX, &self.topic, &rest);
+        self.hub.ready(u64::MAX, &self.topic, &Arc::new(rest));
         self.handed = u64::MAX;
     }
 }
