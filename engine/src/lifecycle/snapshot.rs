@@ -27,8 +27,7 @@ const LEGACY_MAGIC: &[u8; 8] = b"FLOWSNAP";
 pub type EncodeLater = Box<dyn FnOnce() -> Result<BTreeMap<u32, Vec<u8>>, String> + Send>;
 
 /// Per-partition state encoded later, as [`EncodeLater`].
-pub type EncodePartitionsLater =
-    Box<dyn FnOnce() -> Result<BTreeMap<i32, Vec<u8>>, String> + Send>;
+pub type EncodePartitionsLater = Box<dyn FnOnce() -> Result<BTreeMap<i32, Vec<u8>>, String> + Send>;
 
 /// An operator's state still to be encoded ([`WorkerSnapshot::resolve`] runs it; the
 /// checkpoint writer does so on its blocking pool). Never serialized.
