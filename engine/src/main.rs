@@ -29,6 +29,10 @@ enum Command {
 }
 
 fn main() {
+    // Two rustls providers are linked (ring for MQTT and ThingsBoard, aws-lc-rs through the
+    // S3 client), so rustls picks no process default by itself: make it ring, for any
+    // library that builds its TLS config without naming a provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FLOWCAST_LOG")

@@ -52,6 +52,9 @@ impl Subscriber {
         let mut opts = MqttOptions::new(id, host, port);
         opts.set_max_packet_size(1 << 20, 1 << 20);
         if let Some((ca, user, password)) = tls {
+            // Two rustls providers are linked (ring, and aws-lc-rs through the S3 client):
+            // rustls then picks none by itself; use ring, as the engine does.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             opts.set_transport(Transport::Tls(TlsConfiguration::Simple {
                 ca,
                 alpn: None,
