@@ -40,15 +40,25 @@ fn ingest_metrics_pass_promtool_and_move() {
         (value(&t, produced)? > 0.0).then_some(t)
     })
     .expect("readings produced and scraped");
+    // Later: every counter that must move has (a produce can come from reads counted
+    // before the first scrape, so the produced counter alone does not say the others moved).
+    let moving = [
+        "flowcast_ingest_sensor_ok_reads_total",
+        "flowcast_ingest_spooled_readings_total",
+        produced,
+    ];
     let later = poll_for(Duration::from_secs(30), || {
         let t = scrape(port)?;
-        (value(&t, produced)? > value(&first, produced)?).then_some(t)
+        moving
+            .iter()
+            .all(|m| value(&t, m) > value(&first, m))
+            .then_some(t)
     });
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let status = child.wait().expect("wait");
-    let later = later.expect("the produced counter moves");
+    let later = later.expect("the ok-read, spooled and produced counters move");
     assert!(status.success(), "flowcast-ingest exited with {status}");
 
     let said = promtool_check(&later).unwrap_or_else(|e| panic!("promtool: {e}\n{later}"));
@@ -65,11 +75,7 @@ fn ingest_metrics_pass_promtool_and_move() {
         check_name(name, kind).expect("conventional name");
         assert!(value(&later, name).is_some(), "{name} missing:\n{later}");
     }
-    for moving in [
-        "flowcast_ingest_sensor_ok_reads_total",
-        "flowcast_ingest_spooled_readings_total",
-        produced,
-    ] {
+    for moving in moving {
         assert!(
             value(&later, moving) > value(&first, moving),
             "{moving} did not move:\n{first}\n{later}"
