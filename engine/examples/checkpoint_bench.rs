@@ -69,6 +69,23 @@ fn windows(devices: usize) -> TumblingWindows {
     w
 }
 
+/// Pushes the window starting at `start` for every device; returns how long it took.
+fn window_for_all(seq: &mut Sequences, devices: usize, start: i64) -> Duration {
+    let t = Instant::now();
+    for d in 0..devices {
+        seq.push(&WindowResult {
+            device: format!("pi-{d:06}"),
+            start,
+            end: start + WINDOW_MS,
+            temperature: 20.0,
+            humidity: 40.0,
+            count: 180,
+            revision: 0,
+        });
+    }
+    t.elapsed()
+}
+
 fn run(devices: usize, dir: &std::path::Path) -> anyhow::Result<()> {
     let built = Instant::now();
     let mut seq = state(devices);
@@ -132,37 +149,12 @@ fn run(devices: usize, dir: &std::path::Path) -> anyhow::Result<()> {
     let handoff = handed.elapsed();
     // The worker goes on while the writer works: the first windows after the checkpoint
     // copy the rings they change (copy-on-write); time one window for every device.
-    let t2 = Instant::now();
     let next = 1_700_000_000_000 + 60 * WINDOW_MS;
-    for d in 0..devices {
-        seq.push(&WindowResult {
-            device: format!("pi-{d:06}"),
-            start: next,
-            end: next + WINDOW_MS,
-            temperature: 20.0,
-            humidity: 40.0,
-            count: 180,
-            revision: 0,
-        });
-    }
-    let after = t2.elapsed();
+    let after = window_for_all(&mut seq, devices, next);
     let file = rx.recv_timeout(Duration::from_secs(120))??;
     // The same pushes again, nothing shared any more: the copy-on-write cost is the
     // difference.
-    let t3 = Instant::now();
-    let next = next + WINDOW_MS;
-    for d in 0..devices {
-        seq.push(&WindowResult {
-            device: format!("pi-{d:06}"),
-            start: next,
-            end: next + WINDOW_MS,
-            temperature: 20.0,
-            humidity: 40.0,
-            count: 180,
-            revision: 0,
-        });
-    }
-    let unshared = t3.elapsed();
+    let unshared = window_for_all(&mut seq, devices, next + WINDOW_MS);
     let info = CheckpointInfo {
         job: "bench".into(),
         id: 1,

@@ -31,16 +31,6 @@ fn spawn(job: &Path, workers: usize, log: &Path, failpoint: Option<&str>) -> Chi
     checkpoint::spawn(BIN, job, workers, log, failpoint, &[])
 }
 
-fn spawn_with(
-    job: &Path,
-    workers: usize,
-    log: &Path,
-    failpoint: Option<&str>,
-    extra: &[String],
-) -> Child {
-    checkpoint::spawn(BIN, job, workers, log, failpoint, extra)
-}
-
 fn end_offsets(records: &[Record]) -> BTreeMap<i32, i64> {
     let mut ends = BTreeMap::new();
     for r in records {
@@ -280,7 +270,7 @@ fn a_lost_process_stops_its_peer_with_a_clear_error_and_the_job_resumes_as_one()
                 "--hosts".to_owned(),
                 hosts.clone(),
             ];
-            spawn_with(&job, 1, &log(&format!("p{i}")), None, &extra)
+            checkpoint::spawn(BIN, &job, 1, &log(&format!("p{i}")), None, &extra)
         })
         .collect();
     wait::until("two checkpoints of the 2-process job", WITHIN, || {

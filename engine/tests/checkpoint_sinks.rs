@@ -11,15 +11,13 @@ use flowcast_engine::kafka::partitioner::partition_for_key;
 use flowcast_tests::checkpoint::{self, kill_9, manifests, restored_from};
 use flowcast_tests::job::TestJob;
 use flowcast_tests::kafka;
-use flowcast_tests::thingsboard::{TbServer, write_tokens_file};
+use flowcast_tests::thingsboard::{TbServer, readings, write_tokens_file};
 use flowcast_tests::wait;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowcast");
 const WITHIN: Duration = Duration::from_secs(120);
-/// A minute boundary, in Unix seconds.
-const BASE: f64 = 1_700_000_040.0 - 1_700_000_040.0 % 60.0;
 
 /// One device name per partition `0..3` of a 3-partition topic, so that every partition
 /// carries readings and the job watermark moves.
@@ -28,20 +26,6 @@ fn device_on(partition: i32) -> String {
         .map(|i| format!("tbc-{i}"))
         .find(|d| partition_for_key(d.as_bytes(), 3) == partition)
         .expect("some key hashes to each partition")
-}
-
-/// Readings of `devices` every 10 s over `[from, to)` seconds after BASE.
-fn readings(devices: &[String], from: u32, to: u32) -> Vec<(Option<String>, Vec<u8>)> {
-    let mut out = Vec::new();
-    for d in devices {
-        for s in (from..to).step_by(10) {
-            let v = serde_json::json!({"time": BASE + f64::from(s),
-                "temperature": 20.0 + f64::from(s % 70) / 10.0,
-                "humidity": 40.0 + f64::from(s % 30) / 10.0, "device": d});
-            out.push((Some(d.clone()), serde_json::to_vec(&v).expect("json")));
-        }
-    }
-    out
 }
 
 #[test]

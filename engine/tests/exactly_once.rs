@@ -17,7 +17,7 @@ use flowcast_tests::forecast::{as_input, check_exactly_once, params, recorded_in
 use flowcast_tests::{kafka, reference, wait};
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowcast");
 
@@ -115,17 +115,16 @@ fn start(
         .collect()
 }
 
-/// Waits until a process of the run exits or `within` passes, then kills the rest.
-/// Returns whether one exited by itself.
+/// Waits until a process of the run exits or `within` passes (a random kill's point),
+/// then kills the rest. Returns whether one exited by itself.
 fn end_run(mut procs: Vec<Child>, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    let mut exited = false;
-    while Instant::now() < deadline && !exited {
-        exited = procs
+    let exited = wait::poll_for(within, || {
+        procs
             .iter_mut()
-            .any(|c| c.try_wait().ok().flatten().is_some());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            .any(|c| c.try_wait().ok().flatten().is_some())
+            .then_some(())
+    })
+    .is_some();
     for c in procs {
         kill_9(c);
     }

@@ -22,15 +22,13 @@ use flowcast_operators::Prediction;
 use flowcast_tests::job::TestJob;
 use flowcast_tests::kafka::{self, Record};
 use flowcast_tests::logs;
-use flowcast_tests::thingsboard::{TbServer, write_tokens_file};
+use flowcast_tests::thingsboard::{BASE, TbServer, readings, write_tokens_file};
 use flowcast_tests::wait::until;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-const BASE: f64 = 1_700_000_040.0 - 1_700_000_040.0 % 60.0;
 
 /// Fails if a token shows in the logs, the metrics or dead letters' headers. `tb` is the
 /// server this test's sink talked to: the capture must hold that sink's own start line
@@ -70,20 +68,6 @@ fn device_on(partition: i32) -> String {
         .map(|i| format!("dev-{i}"))
         .find(|d| partition_for_key(d.as_bytes(), 3) == partition)
         .expect("some key hashes to each partition")
-}
-
-/// Readings of `devices` every 10 s over `[from, to)` seconds after BASE.
-fn readings(devices: &[String], from: u32, to: u32) -> Vec<(Option<String>, Vec<u8>)> {
-    let mut out = Vec::new();
-    for d in devices {
-        for s in (from..to).step_by(10) {
-            let t = BASE + f64::from(s);
-            let v = serde_json::json!({"time": t, "temperature": 20.0 + f64::from(s % 70) / 10.0,
-                "humidity": 40.0 + f64::from(s % 30) / 10.0, "device": d});
-            out.push((Some(d.clone()), serde_json::to_vec(&v).expect("json")));
-        }
-    }
-    out
 }
 
 fn job_spec(name: &str, brokers: &str, topic: &str, stop: &'static str, tb: &str) -> JobSpec {

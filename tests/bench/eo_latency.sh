@@ -41,9 +41,7 @@ START=1700000000
 "$BIN/flowcast-fill" --brokers "$BROKERS" --topic "$topic" --readings 48000 --devices 100 \
   --period-secs 300 --start-time "$START" >/dev/null
 bench_job "$WORK/job.toml" "$name" "$BROKERS" "$topic" never persistence
-printf 'delivery = "exactly-once"\n' >> "$WORK/job.toml"
-{ printf 'dead-letter-delivery = "exactly-once"\nlate-data-delivery = "exactly-once"\n'; cat "$WORK/job.toml"; } > "$WORK/job.eo"
-mv "$WORK/job.eo" "$WORK/job.toml"
+bench_exactly_once "$WORK/job.toml"
 printf '\n[checkpoint]\nlocation = "%s"\ninterval = "%ss"\n' "$WORK/ckpt" "$INTERVAL" >> "$WORK/job.toml"
 "$BIN/flowcast" run "$WORK/job.toml" --workers 2 2>"$WORK/job.log" >/dev/null &
 JOB=$!

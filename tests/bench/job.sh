@@ -40,3 +40,13 @@ type = "kafka"
 topic = "$name-out"
 TOML
 }
+
+# bench_exactly_once FILE: makes every Kafka output of a bench_job spec exactly-once (the
+# Kafka sink is the spec's last table: its delivery goes at the end, the dead-letter and
+# late-data deliveries at the top).
+bench_exactly_once() {
+  local file=$1
+  printf 'delivery = "exactly-once"\n' >> "$file"
+  { printf 'dead-letter-delivery = "exactly-once"\nlate-data-delivery = "exactly-once"\n'; cat "$file"; } > "$file.eo"
+  mv "$file.eo" "$file"
+}

@@ -48,10 +48,7 @@ trap 'kill $FEED ${JOB:-} 2>/dev/null || true' EXIT
 bench_job "$WORK/job.toml" "$name" "$BROKERS" "$topic" never persistence
 TAIL_ARGS=()
 if ((EO)); then
-  # The Kafka sink is the spec's last table: its delivery, then the top-level keys.
-  printf 'delivery = "exactly-once"\n' >> "$WORK/job.toml"
-  { printf 'dead-letter-delivery = "exactly-once"\nlate-data-delivery = "exactly-once"\n'; cat "$WORK/job.toml"; } > "$WORK/job.eo"
-  mv "$WORK/job.eo" "$WORK/job.toml"
+  bench_exactly_once "$WORK/job.toml"
   TAIL_ARGS=(--read-committed)
 fi
 printf '\n[checkpoint]\nlocation = "%s"\ninterval = "%s"\n' "$WORK/ckpt" "$INTERVAL" >> "$WORK/job.toml"

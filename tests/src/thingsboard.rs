@@ -468,6 +468,24 @@ pub fn entries(list: &Value) -> Vec<(i64, Map<String, Value>)> {
         .collect()
 }
 
+/// A minute boundary, in Unix seconds: where the ThingsBoard tests' readings start.
+pub const BASE: f64 = 1_700_000_040.0 - 1_700_000_040.0 % 60.0;
+
+/// Readings of `devices` every 10 s over `[from, to)` seconds after [`BASE`], keyed by
+/// device, with temperatures and humidities that vary within each minute.
+pub fn readings(devices: &[String], from: u32, to: u32) -> Vec<(Option<String>, Vec<u8>)> {
+    let mut out = Vec::new();
+    for d in devices {
+        for s in (from..to).step_by(10) {
+            let v = serde_json::json!({"time": BASE + f64::from(s),
+                "temperature": 20.0 + f64::from(s % 70) / 10.0,
+                "humidity": 40.0 + f64::from(s % 30) / 10.0, "device": d});
+            out.push((Some(d.clone()), serde_json::to_vec(&v).expect("json")));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

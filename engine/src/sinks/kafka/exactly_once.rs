@@ -347,13 +347,9 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
     fn snapshot(&mut self, _: &EpochContext, w: &mut StateWriter<'_>) -> Result<(), StateError> {
         let id = w.snapshot_id();
         self.prune();
-        let staged = Arc::new(std::mem::take(&mut self.staged));
-        if let Some(earlier) = self.awaiting.insert(id, staged) {
-            // (A snapshot id is taken once; keep both if it ever came twice.)
-            let mut both = (*earlier).clone();
-            both.extend(self.awaiting[&id].iter().cloned());
-            self.awaiting.insert(id, Arc::new(both));
-        }
+        // Snapshot ids are unique: each names one batch.
+        self.awaiting
+            .insert(id, Arc::new(std::mem::take(&mut self.staged)));
         // Per-slot state in the partition map, keyed by the slot whose transactional id
         // commits it: a restore at W workers gives slot s to worker `s mod W` — worker s
         // itself while s < W, so no two workers ever start the same transactional id.
