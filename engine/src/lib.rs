@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod cluster;
 pub mod dataflow;
 pub mod failpoint;
 pub mod job;

@@ -26,6 +26,14 @@ enum Command {
     Tail(cli::tail::TailArgs),
     /// Deliver a predictions topic to ThingsBoard (consumer group, commits after delivery).
     TbBridge(cli::tb_bridge::TbBridgeArgs),
+    /// The cluster's coordinator: REST API on :8081, jobs placed on nodes' slots.
+    Coordinator(cli::cluster::CoordinatorArgs),
+    /// A cluster node: runs the job processes the coordinator assigns to it.
+    Worker(cli::cluster::WorkerArgs),
+    /// Submit, list, show, cancel, stop, savepoint or rescale cluster jobs.
+    Job(cli::cluster::JobArgs),
+    /// The cluster's nodes.
+    Nodes(cli::cluster::NodesArgs),
 }
 
 fn main() {
@@ -48,6 +56,10 @@ fn main() {
         Command::Run(args) => cli::run::run(args),
         Command::Demo(args) => cli::demo::run(args),
         Command::TbBridge(args) => cli::tb_bridge::run(args),
+        Command::Coordinator(args) => cli::cluster::coordinator(args),
+        Command::Worker(args) => cli::cluster::worker(args),
+        Command::Job(args) => cli::cluster::job(args),
+        Command::Nodes(args) => cli::cluster::nodes(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -341,11 +341,19 @@ pub fn run_with(spec: &JobSpec, exec: &Execution, opts: RunOptions) -> anyhow::R
         worker.dataflow::<Epoch, _, _>(|scope| {
             graph::build(scope, &plan, &predictor, built, control);
         });
+        let running = metrics::gauge(
+            "flowcast_job_running_workers",
+            "Workers of this process whose dataflow is built and restored and runs",
+            &[("job", &plan.spec.name)],
+        );
         if let Err(e) = state.check_restored(opts.allow_non_restored_state) {
             state.fail(format!("cannot restore: {e}"));
             state.stop_sources();
+        } else {
+            running.add_base(1.0);
         }
         while worker.step_or_park(Some(Duration::from_millis(100))) {}
+        running.add_base(-1.0);
     })
     .map_err(|e| anyhow::anyhow!("cannot start the timely workers: {e}"))?;
     let joined: Vec<_> = guards.join();

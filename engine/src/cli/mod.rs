@@ -1,5 +1,6 @@
 //! Subcommands of the `flowcast` binary.
 
+pub mod cluster;
 pub mod control_http;
 pub mod demo;
 pub mod run;

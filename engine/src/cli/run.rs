@@ -101,6 +101,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.processes > 1 {
         exit_when_a_peer_is_lost();
     }
+    if std::env::var_os("FLOWCAST_EXIT_WITH_PARENT").is_some() {
+        exit_with_parent()?;
+    }
     let exec = Execution {
         workers: args.workers,
         process_index: args.process_index,
@@ -180,6 +183,25 @@ fn exit_when_a_peer_is_lost() {
         }
         default(info);
     }));
+}
+
+/// A cluster node's child: when the node dies (even by `kill -9`), its job processes must
+/// not run on as orphans nobody supervises; the coordinator restarts the job elsewhere.
+/// Watches the parent process and exits when it is gone (re-parented).
+fn exit_with_parent() -> anyhow::Result<()> {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::Builder::new()
+        .name("flowcast-parent".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                if std::os::unix::process::parent_id() != parent {
+                    eprintln!("flowcast: the node that started this process is gone; exiting");
+                    std::process::exit(PEER_LOST);
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// A job that checkpoints: SIGTERM or SIGINT → stop with a final checkpoint (what

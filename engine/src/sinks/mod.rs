@@ -148,6 +148,35 @@ impl SinkSpec {
     pub fn operator_id(&self, index: usize) -> String {
         format!("sink-{index}:{}", self.kind())
     }
+
+    /// The files the sink reads (tokens, passwords, TLS material), by their setting's key.
+    pub fn files(&self) -> Vec<(&'static str, &std::path::Path)> {
+        let mut out: Vec<(&'static str, &std::path::Path)> = Vec::new();
+        match self {
+            SinkSpec::Thingsboard(c) => {
+                out.extend(c.tokens_file.as_deref().map(|p| ("tokens-file", p)))
+            }
+            SinkSpec::Mqtt(c) => {
+                out.extend(c.tokens_file.as_deref().map(|p| ("tokens-file", p)));
+                out.extend(c.password_file.as_deref().map(|p| ("password-file", p)));
+                if let Some(tls) = &c.tls {
+                    out.push(("ca-file", tls.ca_file.as_path()));
+                    out.extend(
+                        tls.client_cert_file
+                            .as_deref()
+                            .map(|p| ("client-cert-file", p)),
+                    );
+                    out.extend(
+                        tls.client_key_file
+                            .as_deref()
+                            .map(|p| ("client-key-file", p)),
+                    );
+                }
+            }
+            _ => {}
+        }
+        out
+    }
 }
 
 /// Attaches the sink `spec`, the `index`-th of the job, to a stream of predictions.
