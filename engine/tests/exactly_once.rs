@@ -13,7 +13,9 @@
 //! sweep with more.
 
 use flowcast_tests::checkpoint::{self, kill_9};
-use flowcast_tests::forecast::{as_input, check_exactly_once, params, recorded_input, spec_text};
+use flowcast_tests::forecast::{
+    as_input, check_exactly_once, exactly_once_spec, params, recorded_input, spec_text,
+};
 use flowcast_tests::{kafka, reference, wait};
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -49,16 +51,7 @@ impl Rng {
 
 /// The test job, every Kafka output exactly-once, checkpointing to `location`.
 fn job(dir: &Path, (brokers, topic, out): (&str, &str, &str), location: &str) -> PathBuf {
-    let pred = format!("topic = \"{out}-pred\"\n");
-    let text = spec_text(brokers, topic, out)
-        .replace("stop = \"latest\"", "stop = \"never\"")
-        .replace(&pred, &format!("{pred}delivery = \"exactly-once\"\n"))
-        .replacen(
-            "\n[source]",
-            "\ndead-letter-delivery = \"exactly-once\"\nlate-data-delivery = \"exactly-once\"\n[source]",
-            1,
-        )
-        + &format!("\n[checkpoint]\nlocation = \"{location}\"\ninterval = \"300ms\"\n");
+    let text = exactly_once_spec(&spec_text(brokers, topic, out), out, location, "300ms");
     let path = dir.join("job.toml");
     std::fs::write(&path, text).expect("job spec");
     path

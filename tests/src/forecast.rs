@@ -79,6 +79,20 @@ pub fn spec_with_model(brokers: &str, topic: &str, out: &str, model: &str) -> St
     job.toml()
 }
 
+/// `spec` (a [`spec_text`] or [`spec_with_model`]) made unbounded, with every Kafka output
+/// exactly-once and checkpoints to `location` every `interval`.
+pub fn exactly_once_spec(spec: &str, out: &str, location: &str, interval: &str) -> String {
+    let pred = format!("topic = \"{out}-pred\"\n");
+    spec.replace("stop = \"latest\"", "stop = \"never\"")
+        .replace(&pred, &format!("{pred}delivery = \"exactly-once\"\n"))
+        .replacen(
+            "\n[source]",
+            "\ndead-letter-delivery = \"exactly-once\"\nlate-data-delivery = \"exactly-once\"\n[source]",
+            1,
+        )
+        + &format!("\n[checkpoint]\nlocation = \"{location}\"\ninterval = \"{interval}\"\n")
+}
+
 /// The reference's parameters for [`spec_text`].
 pub fn params() -> Params {
     Params {

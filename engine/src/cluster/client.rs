@@ -54,7 +54,7 @@ impl Client {
     pub fn new(base: &str, token: Option<String>) -> Self {
         Client {
             base: base.trim_end_matches('/').to_owned(),
-            token,
+            token: token.map(|t| t.trim().to_owned()),
             agent: super::loops::agent(Duration::from_secs(60)),
         }
     }

@@ -120,7 +120,7 @@ async fn submit(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
     };
     let s2 = Arc::clone(&s);
     // Validation reads the topic's partitions and the artifacts: blocking work.
-    let out = tokio::task::spawn_blocking(move || s2.submit(req)).await;
+    let out = off_runtime(move || s2.submit(req)).await;
     match out {
         Ok(Ok(view)) => json(StatusCode::CREATED, &view),
         Ok(Err(r)) => refused(r),
@@ -148,7 +148,7 @@ async fn show_job(
         return r;
     }
     let s2 = Arc::clone(&s);
-    match tokio::task::spawn_blocking(move || detail::job_detail(&s2, &id)).await {
+    match off_runtime(move || detail::job_detail(&s2, &id)).await {
         Ok(Ok(view)) => json(StatusCode::OK, &view),
         Ok(Err(r)) => refused(r),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -220,7 +220,7 @@ async fn rescale(
         Parallelism::Auto(_) => {
             let s2 = Arc::clone(&s);
             let id2 = id.clone();
-            match tokio::task::spawn_blocking(move || s2.partitions_of(&id2)).await {
+            match off_runtime(move || s2.partitions_of(&id2)).await {
                 Ok(Ok(n)) => n,
                 Ok(Err(r)) => return refused(r),
                 Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -275,7 +275,7 @@ async fn put_artifact(State(s): State<Arc<Shared>>, headers: HeaderMap, body: By
         );
     }
     let s2 = Arc::clone(&s);
-    match tokio::task::spawn_blocking(move || s2.put_artifact(body)).await {
+    match off_runtime(move || s2.put_artifact(body)).await {
         Ok(Ok(r)) => json(StatusCode::CREATED, &r),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -297,7 +297,7 @@ async fn get_artifact(
         );
     }
     let s2 = Arc::clone(&s);
-    match tokio::task::spawn_blocking(move || s2.get_artifact(&sha)).await {
+    match off_runtime(move || s2.get_artifact(&sha)).await {
         Ok(Ok(Some(bytes))) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/octet-stream")],
@@ -308,6 +308,19 @@ async fn get_artifact(
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+/// Runs blocking work (the checkpoint store, Kafka metadata, scrapes) on a thread of its
+/// own, outside the runtime: the store refuses to block inside one, blocking-pool threads
+/// included.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::sync::oneshot::error::RecvError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.await
 }
 
 /// `sha` is 64 lowercase hex digits.
