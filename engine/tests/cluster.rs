@@ -212,6 +212,21 @@ fn prometheus_scrapes_the_cluster(
         )
     });
     assert!(targets.iter().any(|t| t["labels"]["role"] == "coordinator"));
+    let running_jobs = wait::poll_for(Duration::from_secs(30), || {
+        let v = get(&format!(
+            "/api/v1/query?query={}",
+            urlencode("flowcast_coordinator_jobs{state=\"running\"}")
+        ))?;
+        v["data"]["result"][0]["value"][1]
+            .as_str()?
+            .parse::<f64>()
+            .ok()
+    });
+    assert_eq!(
+        running_jobs,
+        Some(1.0),
+        "the coordinator's series are scraped"
+    );
     feed();
     let query = format!("sum(rate(flowcast_source_records_total{{flowcast_job=\"{job}\"}}[30s]))");
     let rate = wait::poll_for(Duration::from_secs(60), || {
@@ -320,8 +335,28 @@ fn cluster_submits_rescales_survives_kills_and_a_coordinator_restart() {
         let j = running(&c, &out, workers, &format!("rescaled to {to}"));
         eprintln!("rescaled to {to}: paused {:?} ms", j.last_rescale_pause_ms);
     }
+    // A partition added to the topic: `auto` follows it.
+    let grow = Command::new(BIN)
+        .args([
+            "topics",
+            "add-partitions",
+            &topic,
+            "--partitions",
+            "4",
+            "--brokers",
+            &brokers,
+        ])
+        .output()
+        .expect("add a partition");
+    assert!(
+        grow.status.success(),
+        "{}",
+        String::from_utf8_lossy(&grow.stderr)
+    );
+    feed();
+    running(&c, &out, 4, "auto after a partition was added");
     let detail = c.job(&out).expect("detail");
-    assert_eq!(detail.placement.len(), 3);
+    assert_eq!(detail.placement.len(), 4);
     let partitions: Vec<i32> = detail
         .placement
         .iter()
@@ -329,11 +364,11 @@ fn cluster_submits_rescales_survives_kills_and_a_coordinator_restart() {
         .collect();
     assert_eq!(
         partitions.len(),
-        3,
+        4,
         "every partition has one process: {:?}",
         detail.placement
     );
-    prometheus_scrapes_the_cluster(&mut cluster, &out, 3, &mut feed);
+    prometheus_scrapes_the_cluster(&mut cluster, &out, 4, &mut feed);
 
     // kill -9 one job process: the job restarts from its latest checkpoint.
     let attempt = detail.attempt;

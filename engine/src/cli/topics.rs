@@ -49,6 +49,14 @@ pub enum TopicsCommand {
         /// Topic name.
         name: String,
     },
+    /// Grow a topic to more partitions (a job with `auto` parallelism follows).
+    AddPartitions {
+        /// Topic name.
+        name: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        partitions: usize,
+    },
     /// Delete a topic.
     Delete {
         /// Topic name.
@@ -115,6 +123,10 @@ pub fn run(args: TopicsArgs) -> anyhow::Result<()> {
                     join(&p.isr)
                 );
             }
+        }
+        TopicsCommand::AddPartitions { name, partitions } => {
+            admin.add_partitions(&name, partitions)?;
+            println!("topic {name} now has {partitions} partitions");
         }
         TopicsCommand::Delete { name } => {
             admin.delete(&name)?;

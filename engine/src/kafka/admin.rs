@@ -7,7 +7,7 @@
 use super::ClientSettings;
 use super::context::SecurityContext;
 use futures::executor::block_on;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::metadata::Metadata;
 use rdkafka::producer::{BaseProducer, Producer};
@@ -252,6 +252,28 @@ impl TopicAdmin {
             }
         }
         self.wait_for_leaders(&spec.name, spec.partitions as usize)
+    }
+
+    /// Grows `topic` to `total` partitions (Kafka never shrinks a topic), then waits until
+    /// every partition has a leader.
+    ///
+    /// # Errors
+    /// An unknown topic, a count not above the current one, or the cluster's refusal.
+    pub fn add_partitions(&self, topic: &str, total: usize) -> Result<(), AdminError> {
+        let now = self.describe(topic)?.partitions.len();
+        if total <= now {
+            return Err(AdminError::Invalid(format!(
+                "topic `{topic}` has {now} partitions: --partitions must be more (Kafka never removes partitions)"
+            )));
+        }
+        let grow = NewPartitions::new(topic, total);
+        let results = block_on(self.client.create_partitions([&grow], &self.options()))?;
+        for r in results {
+            if let Err((topic, code)) = r {
+                return Err(AdminError::Refused { topic, code });
+            }
+        }
+        self.wait_for_leaders(topic, total)
     }
 
     fn wait_for_leaders(&self, topic: &str, partitions: usize) -> Result<(), AdminError> {
