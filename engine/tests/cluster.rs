@@ -39,6 +39,8 @@ struct TestCluster {
     dir: tempfile::TempDir,
     port: u16,
     prometheus: Option<u16>,
+    /// The coordinator the test restarted itself (stopped by the script, reaped here).
+    restarted: Option<std::process::Child>,
 }
 
 impl TestCluster {
@@ -88,6 +90,10 @@ impl Drop for TestCluster {
     fn drop(&mut self) {
         let port = self.port.to_string();
         self.script("deploy/cluster/stop.sh", &["--port", &port]);
+        if let Some(mut c) = self.restarted.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
         if let Some(p) = self.prometheus {
             self.script("deploy/prometheus/stop.sh", &["--port", &p.to_string()]);
         }
@@ -275,6 +281,7 @@ fn cluster_submits_rescales_survives_kills_and_a_coordinator_restart() {
         dir,
         port,
         prometheus: None,
+        restarted: None,
     };
     std::fs::write(
         cluster.token_file(),
@@ -419,6 +426,7 @@ fn cluster_submits_rescales_survives_kills_and_a_coordinator_restart() {
         .spawn()
         .expect("restart the coordinator");
     std::fs::write(run.join("coordinator.pid"), restarted.id().to_string()).expect("pid");
+    cluster.restarted = Some(restarted);
     feed();
     let after = wait::poll_for(Duration::from_secs(30), || {
         c.job(&out).ok().filter(|j| j.state == JobState::Running)

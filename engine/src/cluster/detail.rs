@@ -53,7 +53,7 @@ pub fn checkpoints(store: &CheckpointStore, job: &str, n: usize) -> Vec<Checkpoi
             bytes: m.files.iter().map(|f| f.size).sum(),
         })
         .collect();
-    out.sort_by(|a, b| b.created_unix_ms.cmp(&a.created_unix_ms));
+    out.sort_by_key(|c| std::cmp::Reverse(c.created_unix_ms));
     out.truncate(n);
     out
 }
@@ -125,7 +125,7 @@ pub fn job_detail(s: &Shared, id: &str) -> Result<JobView, Refusal> {
         {
             view.checkpoints.extend(checkpoints(&store, id, 5));
             view.checkpoints
-                .sort_by(|a, b| b.created_unix_ms.cmp(&a.created_unix_ms));
+                .sort_by_key(|c| std::cmp::Reverse(c.created_unix_ms));
             view.checkpoints.truncate(5);
         }
     }

@@ -55,10 +55,9 @@ fn refused(r: Refusal) -> Response {
     )
 }
 
-fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(token) = shared.token.as_deref() else {
-        return Ok(());
-    };
+/// `Some(401 answer)` unless the request carries the token (when one is configured).
+fn refused_token(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let token = shared.token.as_deref()?;
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -67,23 +66,18 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     let (a, b) = (given.as_bytes(), token.as_bytes());
     let same = a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
     if same {
-        Ok(())
+        None
     } else {
         tracing::warn!("API request without a valid bearer token refused");
-        Err(error(
+        Some(error(
             StatusCode::UNAUTHORIZED,
             "a valid bearer token is required (Authorization: Bearer …; the CLI reads FLOWCAST_COORDINATOR_TOKEN or FLOWCAST_COORDINATOR_TOKEN_FILE)",
         ))
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            format!("the request body is not a valid {what}: {e}"),
-        )
-    })
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("the request body is not a valid {what}: {e}"))
 }
 
 /// The API's routes.
@@ -111,12 +105,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn submit(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refused_token(&s, &headers) {
         return r;
     }
     let req: SubmitRequest = match parse(&body, "job submission") {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     let s2 = Arc::clone(&s);
     // Validation reads the topic's partitions and the artifacts: blocking work.
@@ -129,7 +123,7 @@ async fn submit(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
 }
 
 async fn list_jobs(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refused_token(&s, &headers) {
         return r;
     }
     let views: Vec<JobView> = {
@@ -144,7 +138,7 @@ async fn show_job(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refused_token(&s, &headers) {
         return r;
     }
     let s2 = Arc::clone(&s);
@@ -161,7 +155,7 @@ fn act(
     id: &str,
     f: impl FnOnce(&mut super::state::Cluster, Instant) -> Result<(), Refusal>,
 ) -> Response {
-    if let Err(r) = authorized(s, headers) {
+    if let Some(r) = refused_token(s, headers) {
         return r;
     }
     let out = s.mutate(|c, now| f(c, now).map(|()| c.job_view(id)));
@@ -202,12 +196,12 @@ async fn rescale(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refused_token(&s, &headers) {
         return r;
     }
     let req: RescaleRequest = match parse(&body, "rescale request") {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     if s.lock().job(&id).is_none() {
         return error(StatusCode::NOT_FOUND, format!("no job `{id}`"));
@@ -233,7 +227,7 @@ async fn rescale(
 }
 
 async fn nodes(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refused_token(&s, &headers) {
         return r;
     }
     let now = Instant::now();
@@ -248,12 +242,12 @@ async fn nodes(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
 }
 
 async fn heartbeat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refused_token(&s, &headers) {
         return r;
     }
     let hb: Heartbeat = match parse(&body, "heartbeat") {
         Ok(h) => h,
-        Err(r) => return r,
+        Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
     s.check_clock(&hb);
     let desired = s.mutate(|c, now| c.heartbeat(hb, now));
@@ -265,7 +259,7 @@ async fn heartbeat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
 }
 
 async fn put_artifact(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refused_token(&s, &headers) {
         return r;
     }
     if body.len() > MAX_ARTIFACT {
@@ -287,7 +281,7 @@ async fn get_artifact(
     headers: HeaderMap,
     Path(sha): Path<String>,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refused_token(&s, &headers) {
         return r;
     }
     if !is_sha256(&sha) {
@@ -339,7 +333,7 @@ struct SdGroup {
 }
 
 async fn service_discovery(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = refused_token(&s, &headers) {
         return r;
     }
     let mut groups = vec![SdGroup {
