@@ -88,6 +88,11 @@ impl TestCluster {
 
 impl Drop for TestCluster {
     fn drop(&mut self) {
+        // FLOWCAST_CLUSTER_KEEP=1 keeps the run directory (logs, state, checkpoints).
+        if std::env::var_os("FLOWCAST_CLUSTER_KEEP").is_some() {
+            eprintln!("keeping {}", self.dir.path().display());
+            self.dir.disable_cleanup(true);
+        }
         let port = self.port.to_string();
         self.script("deploy/cluster/stop.sh", &["--port", &port]);
         if let Some(mut c) = self.restarted.take() {
@@ -288,7 +293,9 @@ fn cluster_submits_rescales_survives_kills_and_a_coordinator_restart() {
         format!("cluster-test-{}\n", std::process::id()),
     )
     .expect("token");
-    let first = 20_000 + (std::process::id() % 100) * 300;
+    // Node port ranges below the kernel's ephemeral range (32768 on), where no outgoing
+    // connection can be holding one of them.
+    let first = 20_000 + (std::process::id() % 40) * 300;
     cluster.script(
         "deploy/cluster/start.sh",
         &[

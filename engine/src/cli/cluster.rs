@@ -56,8 +56,9 @@ pub struct WorkerArgs {
     /// Specs, fetched artifacts and the job processes' logs.
     #[arg(long, default_value = "flowcast-node")]
     pub work_dir: PathBuf,
-    /// Heartbeat period.
-    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    /// Longest time between heartbeats: the coordinator holds a heartbeat this long unless
+    /// it has work for the node (a long poll), and a child's exit is reported at once.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
 }
 

@@ -286,6 +286,10 @@ pub struct Heartbeat {
     pub clock_offset_ms: Option<f64>,
     /// Its job processes (running, or exited and not yet let go).
     pub processes: Vec<ProcessStatus>,
+    /// How long the coordinator may hold the answer while nothing changes for this node
+    /// (a long poll: a new placement reaches the node at once), ms.
+    #[serde(default)]
+    pub wait_ms: u64,
 }
 
 /// What a node must run: one process of a job's attempt.
@@ -322,6 +326,8 @@ pub struct Launch {
 /// The coordinator's answer to a heartbeat.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HeartbeatReply {
+    /// The coordinator's wall clock when the heartbeat arrived (ms since the epoch).
+    pub received_unix_ms: u64,
     /// The coordinator's wall clock when it answered (ms since the epoch).
     pub now_unix_ms: u64,
     /// Every job process this node must run; anything else it runs, it stops.

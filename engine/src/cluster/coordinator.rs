@@ -40,6 +40,8 @@ pub struct Shared {
     pub advertise: String,
     store: Mutex<CheckpointStore>,
     persist: Mutex<Sender<(String, Bytes)>>,
+    /// Woken on every change of a job: held heartbeats answer at once.
+    pub changed: tokio::sync::Notify,
 }
 
 const JOBS: &str = "jobs";
@@ -73,6 +75,9 @@ impl Shared {
             }
         }
         drop(c);
+        if !writes.is_empty() {
+            self.changed.notify_waiters();
+        }
         let tx = self.persist.lock().unwrap_or_else(|p| p.into_inner());
         for w in writes {
             let _ = tx.send(w);
@@ -333,6 +338,7 @@ pub fn start(cfg: CoordinatorConfig) -> anyhow::Result<(SocketAddr, Arc<Shared>)
         advertise: cfg.advertise.clone(),
         store: Mutex::new(store),
         persist: Mutex::new(tx),
+        changed: tokio::sync::Notify::new(),
     });
     super::loops::spawn(Arc::clone(&shared))?;
     let app = super::server::router(Arc::clone(&shared));

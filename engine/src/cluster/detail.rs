@@ -103,7 +103,8 @@ pub fn job_detail(s: &Shared, id: &str) -> Result<JobView, Refusal> {
             })
             .unwrap_or_default();
         if let Some(text) = super::loops::scrape(&agent, &p.host, p.metrics_port)
-            && let Some(w) = super::loops::series_min(&text, "flowcast_watermark_ms")
+            && let Some(w) = super::loops::series_min(&text, "flowcast_window_watermark_seconds")
+                .map(|s| s * 1e3)
         {
             watermark = Some(watermark.map_or(w, |m: f64| m.min(w)));
         }

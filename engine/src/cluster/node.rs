@@ -55,14 +55,20 @@ pub fn run(cfg: &NodeConfig) -> anyhow::Result<()> {
     let mut reachable = true;
     tracing::info!(node = %cfg.id, coordinator = %cfg.coordinator, slots = cfg.slots, "node started");
     loop {
+        // A child that exited is reported at once; otherwise the coordinator holds the
+        // heartbeat up to `interval` unless it has something for this node (a long poll).
         let changed = reap(&mut children);
-        let due = last_beat.is_none_or(|t| t.elapsed() >= cfg.interval);
-        if !(changed || due) {
+        if !reachable && last_beat.is_some_and(|t| t.elapsed() < cfg.interval) {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
         last_beat = Some(Instant::now());
         let hb = Heartbeat {
+            wait_ms: if changed {
+                0
+            } else {
+                cfg.interval.as_millis() as u64
+            },
             node: cfg.id.clone(),
             host: cfg.host.clone(),
             slots: cfg.slots,
@@ -98,8 +104,13 @@ pub fn run(cfg: &NodeConfig) -> anyhow::Result<()> {
             }
         };
         let received = crate::checkpoint::manifest::now_unix_ms();
-        // NTP's estimate: the coordinator answered halfway through the round trip.
-        offset = Some((sent as f64 + received as f64) / 2.0 - reply.now_unix_ms as f64);
+        // NTP's estimate from four timestamps (the time the coordinator held the answer
+        // drops out): ((t0 - arrival) + (t3 - answer)) / 2.
+        offset = Some(
+            ((sent as f64 - reply.received_unix_ms as f64)
+                + (received as f64 - reply.now_unix_ms as f64))
+                / 2.0,
+        );
         reconcile(cfg, &agent, &mut children, reply.desired);
     }
 }

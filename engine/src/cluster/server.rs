@@ -16,8 +16,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Largest artifact accepted (a model): 512 MiB.
 const MAX_ARTIFACT: usize = 512 << 20;
@@ -249,9 +250,32 @@ async fn heartbeat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         Ok(h) => h,
         Err(m) => return error(StatusCode::BAD_REQUEST, m),
     };
+    let received_unix_ms = crate::checkpoint::manifest::now_unix_ms();
     s.check_clock(&hb);
-    let desired = s.mutate(|c, now| c.heartbeat(hb, now));
+    let node = hb.node.clone();
+    let wait = Duration::from_millis(hb.wait_ms.min(5_000));
+    let key = |job: &str, attempt: u64, index: u32| (job.to_owned(), attempt, index);
+    let has: BTreeSet<_> = hb
+        .processes
+        .iter()
+        .map(|p| key(&p.job, p.attempt, p.index))
+        .collect();
+    // Registered before the heartbeat is applied, so no change after it is missed.
+    let changed = s.changed.notified();
+    tokio::pin!(changed);
+    changed.as_mut().enable();
+    let mut desired = s.mutate(|c, now| c.heartbeat(hb, now));
+    let same = desired
+        .iter()
+        .map(|l| key(&l.job, l.attempt, l.index))
+        .collect::<BTreeSet<_>>()
+        == has;
+    // Nothing to do for the node: hold the answer until something changes (a long poll).
+    if same && !wait.is_zero() && tokio::time::timeout(wait, changed).await.is_ok() {
+        desired = s.lock().desired(&node);
+    }
     let reply = HeartbeatReply {
+        received_unix_ms,
         now_unix_ms: crate::checkpoint::manifest::now_unix_ms(),
         desired,
     };

@@ -41,6 +41,7 @@ fn beat(
             sent_unix_ms: 0,
             clock_offset_ms: Some(0.5),
             processes: procs,
+            wait_ms: 0,
         },
         now,
     )
@@ -212,4 +213,45 @@ fn a_restarted_coordinator_reattaches_to_running_processes() {
     }
     let j = c2.job("j").expect("job");
     assert_eq!((j.state, j.attempt, j.restarts), (JobState::Running, 0, 0));
+}
+
+#[test]
+fn a_job_that_keeps_failing_ends_failed_with_the_reason() {
+    let (mut c, t0, _) = cluster_running(1);
+    let mut now = t0;
+    for round in 0..=c.settings().restart_budget {
+        let j = c.job("j").expect("job").clone();
+        assert_eq!(j.state, JobState::Running, "round {round}");
+        let p = &j.placement[0];
+        let port = 7000
+            + 100
+                * (["a", "b", "c"]
+                    .iter()
+                    .position(|n| *n == p.node)
+                    .expect("node") as u16);
+        let crashed = vec![ProcessStatus {
+            job: "j".into(),
+            attempt: j.attempt,
+            index: 0,
+            pid: 1,
+            exit: Some(3),
+        }];
+        now += Duration::from_secs(1);
+        beat(&mut c, &p.node, port, crashed, now);
+        // Past the backoff, with nothing left running: the next attempt is placed.
+        now += Duration::from_secs(31);
+        for (i, n) in ["a", "b", "c"].iter().enumerate() {
+            beat(&mut c, n, 7000 + 100 * i as u16, Vec::new(), now);
+        }
+        if let Some(j) = c.job("j").filter(|j| j.state == JobState::Scheduling) {
+            c.process_ready("j", j.attempt, 0, now);
+        }
+    }
+    let j = c.job("j").expect("job");
+    assert_eq!(j.state, JobState::Failed);
+    let reason = j.reason.as_deref().unwrap_or("");
+    assert!(
+        reason.contains("code 3") && reason.contains("gave up after 10"),
+        "{reason}"
+    );
 }
