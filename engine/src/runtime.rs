@@ -243,8 +243,56 @@ fn key_groups(spec: &JobSpec, plan: Option<&RestorePlan>) -> anyhow::Result<KeyG
     }
 }
 
+/// How long the processes of a job may take to connect to each other.
+const PEERS_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Starts the timely workers: in one process by timely's configuration, across processes
+/// on the sockets [`crate::cluster::connect`] made.
+fn execute<T, F>(
+    exec: &Execution,
+    peers: Option<crate::cluster::connect::Peers>,
+    func: F,
+) -> Result<timely::communication::WorkerGuards<T>, String>
+where
+    T: Send + 'static,
+    F: Fn(&mut timely::worker::Worker) -> T + Send + Sync + 'static,
+{
+    use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+    use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
+    let Some(peers) = peers else {
+        return timely::execute(exec.timely_config(), func);
+    };
+    let sockets = peers
+        .join()
+        .map_err(|e| format!("cannot connect to the job's other processes: {e}"))?;
+    let hooks = timely::communication::Hooks::default();
+    let local =
+        ProcessBuilder::new_typed_vector(exec.workers, hooks.refill.clone(), hooks.spill.clone());
+    let (builders, guard) =
+        initialize_networking_from_sockets(local, sockets, exec.process_index, exec.workers, hooks)
+            .map_err(|e| format!("failed to initialize networking: {e}"))?;
+    let builders = builders.into_iter().map(AllocatorBuilder::Tcp).collect();
+    timely::execute::execute_from(
+        builders,
+        Box::new(guard),
+        timely::WorkerConfig::default(),
+        func,
+    )
+}
+
 /// Runs `spec` with `opts`: optionally from a snapshot, with a control handle.
 pub fn run_with(spec: &JobSpec, exec: &Execution, opts: RunOptions) -> anyhow::Result<RunSummary> {
+    // The data port first, before the slow preparations: the job's other processes
+    // connect while this one loads its model and reads its checkpoint.
+    let peers = if exec.hosts.len() > 1 {
+        let me = &exec.hosts[exec.process_index];
+        Some(
+            crate::cluster::connect::start(&exec.hosts, exec.process_index, PEERS_TIMEOUT)
+                .map_err(|e| anyhow::anyhow!("cannot bind this process's data port {me}: {e}"))?,
+        )
+    } else {
+        None
+    };
     let predictor = predictor_factory(spec);
     // Fail fast, before any worker starts, when the model cannot be loaded or does not
     // read the job's sequence length.
@@ -322,7 +370,7 @@ pub fn run_with(spec: &JobSpec, exec: &Execution, opts: RunOptions) -> anyhow::R
         )?),
         _ => None,
     };
-    let guards = timely::execute(exec.timely_config(), move |worker| {
+    let guards = execute(exec, peers, move |worker| {
         let state = Rc::new(WorkerState::new(WorkerStateConfig {
             job: plan.spec.name.clone(),
             index: worker.index(),

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod client;
+pub mod connect;
 pub mod coordinator;
 pub mod detail;
 pub mod loops;
