@@ -51,15 +51,15 @@ fn ingest_metrics_pass_promtool_and_move() {
     let failed = "flowcast_ingest_sensor_failed_reads_total";
     let later = poll_for(Duration::from_secs(30), || {
         let t = scrape(port)?;
-        (moving.iter().all(|m| value(&t, m) > value(&first, m))
-            && value(&t, failed) > Some(0.0))
-        .then_some(t)
+        (moving.iter().all(|m| value(&t, m) > value(&first, m)) && value(&t, failed) > Some(0.0))
+            .then_some(t)
     });
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let status = child.wait().expect("wait");
-    let later = later.expect("the ok-read, spooled and produced counters move and a fault is counted");
+    let later =
+        later.expect("the ok-read, spooled and produced counters move and a fault is counted");
     assert!(status.success(), "flowcast-ingest exited with {status}");
 
     let said = promtool_check(&later).unwrap_or_else(|e| panic!("promtool: {e}\n{later}"));

@@ -129,7 +129,37 @@ pub fn parse_prediction(r: &Record, what: &str) -> ((String, i64), Expected) {
             .map(|x| (x * 1000.0).round() as i64),
         Some(end + 1_800_000)
     );
+    check_quality_fields(&v, what);
     ((device, end), e)
+}
+
+/// The record says per feature who spoke, why, and the model's own (clamped) forecast —
+/// `predicted` is that forecaster's value — and carries the device's rolling errors.
+///
+/// # Panics
+/// If a field is missing or does not agree with `predicted`.
+pub fn check_quality_fields(v: &serde_json::Value, what: &str) {
+    for feature in ["temperature", "humidity"] {
+        let s = &v["served"][feature];
+        let served = v["predicted"][feature].as_f64().expect("predicted");
+        let spoke = match s["by"].as_str() {
+            Some("model") => s["model"].as_f64(),
+            Some("persistence") => v["observed"][feature].as_f64(),
+            other => panic!("{what}: served.{feature}.by = {other:?}: {v}"),
+        };
+        assert_eq!(spoke, Some(served), "{what}: {feature} is who spoke's: {v}");
+        assert!(
+            s["why"].is_string() && s["clamped"].is_boolean(),
+            "{what}: {v}"
+        );
+        let a = &v["accuracy"];
+        let scored = a["scored"].as_u64().expect("accuracy.scored");
+        assert_eq!(
+            a[feature].is_object(),
+            scored > 0,
+            "{what}: errors once scored: {v}"
+        );
+    }
 }
 
 /// A dead letter's origin (source partition and offset) and reason.
