@@ -344,16 +344,24 @@ fn score(settings: &AccuracySettings, scores: &mut Scores, pending: &Pending, ob
             };
         }
     }
+    let before = scores.scored;
     scores.scored = scores.scored.saturating_add(1);
     let Some(guard) = settings.guard else {
         return;
     };
     let (margin, hysteresis) = (guard.margin as f32, guard.hysteresis as f32);
+    let warm_up_persistence = guard.warm_up_serves == ForecasterKind::Persistence;
     for f in 0..2 {
         let [m, p] = scores.ewm[f];
+        // Who spoke until now: the warm-up's forecaster, or the guard's last decision.
+        let guarded = if before < guard.warm_up {
+            warm_up_persistence
+        } else {
+            scores.guarded[f]
+        };
         scores.guarded[f] = if scores.scored < guard.warm_up {
-            guard.warm_up_serves == ForecasterKind::Persistence
-        } else if scores.guarded[f] {
+            warm_up_persistence
+        } else if guarded {
             m > p * (1.0 + margin - hysteresis)
         } else {
             m > p * (1.0 + margin)

@@ -162,6 +162,18 @@ pub fn check_quality_fields(v: &serde_json::Value, what: &str) {
     }
 }
 
+/// The online accuracy and the guard's decisions of the predictions of [`spec_text`]'s
+/// job (or one with another model; a job with the guard off says `guard-off`), across
+/// runs that continue each other: a restored run continues each device's rolling errors.
+pub fn check_accuracy(preds: &BTreeMap<(String, i64), serde_json::Value>, what: &str) {
+    let guard_off = preds
+        .values()
+        .any(|v| v["served"]["temperature"]["why"] == "guard-off");
+    let guard = (!guard_off).then(crate::accuracy::Guard::default);
+    let ranges = [(-40.0, 80.0), (0.0, 100.0)];
+    crate::accuracy::check(preds, 1_800_000, 24.0, guard, ranges, what);
+}
+
 /// A dead letter's origin (source partition and offset) and reason.
 pub fn parse_dead_letter(r: &Record) -> ((i32, i64), String) {
     let p: i32 = r.headers["flowcast.partition"]
@@ -210,14 +222,17 @@ pub fn check_outputs(brokers: &str, outs: &[&str], expected: &reference::Output,
             .collect()
     };
     let mut got: BTreeMap<(String, i64), Expected> = BTreeMap::new();
+    let mut values = BTreeMap::new();
     for r in &read("pred") {
         let (k, e) = parse_prediction(r, what);
         assert!(
             got.insert(k.clone(), e).is_none(),
             "{what}: duplicate prediction {k:?}"
         );
+        values.insert(k, serde_json::from_slice(&r.value).expect("json"));
     }
     check_predictions(&got, expected, what);
+    check_accuracy(&values, what);
     let dead = read("dead");
     let got_dead: BTreeMap<(i32, i64), String> = dead.iter().map(parse_dead_letter).collect();
     assert_eq!(got_dead.len(), dead.len(), "{what}: each dead letter once");
