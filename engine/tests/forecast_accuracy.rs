@@ -12,7 +12,7 @@
 
 use flowcast_engine::job::JobSpec;
 use flowcast_engine::runtime::{self, Execution};
-use flowcast_tests::accuracy::{self, FeatureSummary, Guard};
+use flowcast_tests::accuracy::{self, FeatureSummary, Guard, HALF_LIFE};
 use flowcast_tests::data::room_readings;
 use flowcast_tests::forecast::spec_with_model;
 use flowcast_tests::kafka;
@@ -89,10 +89,24 @@ fn accuracy_in_predictions_matches_errors_recomputed_from_the_output_indoors_and
     let guard = Some(Guard::default());
     let indoor = run(&[1], true, "dht11", "dht11_lstm.pt");
     let dht11 = [(0.0, 50.0), (0.0, 100.0)];
-    let s = accuracy::check(&indoor, WINDOW_MS, 24.0, guard, dht11, "indoor as DHT11");
+    let s = accuracy::check(
+        &indoor,
+        WINDOW_MS,
+        HALF_LIFE,
+        guard,
+        dht11,
+        "indoor as DHT11",
+    );
     let outdoor = run(&[6], false, "dht22", "dht11_lstm.pt");
     let dht22 = [(-40.0, 80.0), (0.0, 100.0)];
-    let o = accuracy::check(&outdoor, WINDOW_MS, 24.0, guard, dht22, "outdoor as DHT22");
+    let o = accuracy::check(
+        &outdoor,
+        WINDOW_MS,
+        HALF_LIFE,
+        guard,
+        dht22,
+        "outdoor as DHT22",
+    );
     for (what, s) in [("indoor", &s), ("outdoor", &o)] {
         for ((device, feature), f) in s.iter() {
             eprintln!(
@@ -106,7 +120,7 @@ fn accuracy_in_predictions_matches_errors_recomputed_from_the_output_indoors_and
                 f.clamped
             );
             assert!(f.scored > 300, "{what} {device} {feature}: scored");
-            // With the default margin and hysteresis, a model that is ahead always speaks.
+            // A model clearly ahead (beyond the hysteresis) always speaks.
             assert_eq!(
                 f.ahead_and_model_spoke, f.ahead,
                 "{what} {device} {feature}"
@@ -120,7 +134,7 @@ fn the_guard_switches_a_biased_feature_to_persistence_and_keeps_the_model_where_
     let preds = run(&[6], false, "dht22", "fixtures/humidity_biased.pt");
     let guard = Guard::default();
     let ranges = [(-40.0, 80.0), (0.0, 100.0)];
-    let s = accuracy::check(&preds, WINDOW_MS, 24.0, Some(guard), ranges, "biased");
+    let s = accuracy::check(&preds, WINDOW_MS, HALF_LIFE, Some(guard), ranges, "biased");
     let humidity = summary(&s, "room-6", "humidity");
     let temperature = summary(&s, "room-6", "temperature");
     eprintln!("humidity {humidity:?}\ntemperature {temperature:?}");
@@ -138,7 +152,7 @@ fn the_guard_switches_a_biased_feature_to_persistence_and_keeps_the_model_where_
     );
     assert_eq!(
         temperature.ahead_and_model_spoke, temperature.ahead,
-        "temperature: wherever the model is ahead, it speaks"
+        "temperature: wherever the model is clearly ahead, it speaks"
     );
     assert!(
         temperature.persistence_spoke * 5 < temperature.after_warm_up,

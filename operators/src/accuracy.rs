@@ -45,8 +45,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// The guard's settings. The defaults were chosen on the validation windows of the
-/// model's training data (models/README.md, "Guard").
+/// The guard's settings. The defaults are the best of a grid on the validation windows of
+/// the model's data — indoor rooms, the same rounded as a DHT11 reports them, and the
+/// outdoor sensor — by the worst served-to-persistence MAE ratio
+/// (`operators/tests/guard_validation.rs`; models/README.md, "Guard").
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GuardSettings {
     /// The model is switched off for a feature when its rolling error exceeds
@@ -64,12 +66,14 @@ pub struct GuardSettings {
 impl GuardSettings {
     /// Default [`margin`](Self::margin).
     pub const DEFAULT_MARGIN: f64 = 0.05;
-    /// Default [`hysteresis`](Self::hysteresis).
-    pub const DEFAULT_HYSTERESIS: f64 = 0.05;
-    /// Default [`warm_up`](Self::warm_up): a quarter of a day of 30-minute windows.
-    pub const DEFAULT_WARM_UP: u32 = 12;
-    /// Default [`warm_up_serves`](Self::warm_up_serves).
-    pub const DEFAULT_WARM_UP_SERVES: ForecasterKind = ForecasterKind::Model;
+    /// Default [`hysteresis`](Self::hysteresis): the model speaks again once its error is
+    /// at most 0.95 × persistence's.
+    pub const DEFAULT_HYSTERESIS: f64 = 0.10;
+    /// Default [`warm_up`](Self::warm_up): a day of 30-minute windows.
+    pub const DEFAULT_WARM_UP: u32 = 48;
+    /// Default [`warm_up_serves`](Self::warm_up_serves): a model is not trusted on a sensor
+    /// until it has been seen to beat persistence there.
+    pub const DEFAULT_WARM_UP_SERVES: ForecasterKind = ForecasterKind::Persistence;
 }
 
 impl Default for GuardSettings {
@@ -95,8 +99,9 @@ pub struct AccuracySettings {
 }
 
 impl AccuracySettings {
-    /// Default [`half_life`](Self::half_life): half a day of 30-minute windows.
-    pub const DEFAULT_HALF_LIFE: f64 = 24.0;
+    /// Default [`half_life`](Self::half_life): a day of 30-minute windows (chosen with the
+    /// guard's defaults).
+    pub const DEFAULT_HALF_LIFE: f64 = 48.0;
 
     /// Defaults for `sensor`: its temperature range, 0–100 %RH (any sensor's humidity is
     /// physically bounded there, whatever range it is specified for), the guard on.

@@ -8,6 +8,9 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// The default `accuracy-half-life`, windows.
+pub const HALF_LIFE: f64 = 48.0;
+
 /// The guard's settings as a job spec states them.
 #[derive(Debug, Clone, Copy)]
 pub struct Guard {
@@ -26,9 +29,9 @@ impl Default for Guard {
     fn default() -> Self {
         Guard {
             margin: 0.05,
-            hysteresis: 0.05,
-            warm_up: 12,
-            warm_up_persistence: false,
+            hysteresis: 0.10,
+            warm_up: 48,
+            warm_up_persistence: true,
         }
     }
 }
@@ -44,10 +47,11 @@ pub struct FeatureSummary {
     pub persistence_spoke: u64,
     /// Records after the warm-up.
     pub after_warm_up: u64,
-    /// Records, after the warm-up, where the model's rolling error was at most
-    /// persistence's and the model spoke.
+    /// Records, after the warm-up, where the model was clearly ahead — its rolling error at
+    /// most `1 + margin − hysteresis` times persistence's, where the guard must let it
+    /// speak — and it spoke.
     pub ahead_and_model_spoke: u64,
-    /// Records, after the warm-up, where the model's rolling error was at most persistence's.
+    /// Records, after the warm-up, where the model was clearly ahead.
     pub ahead: u64,
     /// Records whose model forecast was clamped.
     pub clamped: u64,
@@ -181,7 +185,7 @@ pub fn check(
             }
             s.after_warm_up += 1;
             s.persistence_spoke += u64::from(by_persistence);
-            if m <= p {
+            if m <= p * (1.0 + g.margin - g.hysteresis) {
                 s.ahead += 1;
                 s.ahead_and_model_spoke += u64::from(!by_persistence);
             }

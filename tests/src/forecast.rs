@@ -171,7 +171,8 @@ pub fn check_accuracy(preds: &BTreeMap<(String, i64), serde_json::Value>, what: 
         .any(|v| v["served"]["temperature"]["why"] == "guard-off");
     let guard = (!guard_off).then(crate::accuracy::Guard::default);
     let ranges = [(-40.0, 80.0), (0.0, 100.0)];
-    crate::accuracy::check(preds, 1_800_000, 24.0, guard, ranges, what);
+    let half_life = crate::accuracy::HALF_LIFE;
+    crate::accuracy::check(preds, 1_800_000, half_life, guard, ranges, what);
 }
 
 /// A dead letter's origin (source partition and offset) and reason.

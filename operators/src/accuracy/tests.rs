@@ -2,8 +2,12 @@ use super::*;
 
 const W: EventTime = 1_800_000;
 
+/// The guard off: the model always speaks (the guard has its own tests).
 fn settings() -> AccuracySettings {
-    AccuracySettings::new(SensorKind::Dht22)
+    AccuracySettings {
+        guard: None,
+        ..AccuracySettings::new(SensorKind::Dht22)
+    }
 }
 
 /// xorshift: seeded, reproducible.
@@ -170,7 +174,11 @@ fn the_guard_switches_with_margin_and_hysteresis_after_the_warm_up() {
 
 #[test]
 fn forecasts_are_clamped_to_the_physical_range() {
-    let mut acc = Accuracies::new(AccuracySettings::new(SensorKind::Dht11), W);
+    let dht11 = AccuracySettings {
+        guard: None,
+        ..AccuracySettings::new(SensorKind::Dht11)
+    };
+    let mut acc = Accuracies::new(dht11, W);
     let out = acc.step("d", W, [10.0, 95.0], [-3.0, 104.0]);
     assert_eq!(out.predicted, [0.0, 100.0]);
     assert!(out.served.temperature.clamped && out.served.humidity.clamped);

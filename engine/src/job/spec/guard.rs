@@ -6,10 +6,10 @@
 //! path = "../models/dht11_lstm.pt"
 //! guard = "persistence"          # persistence | off
 //! guard-margin = 0.05            # persistence speaks once the model's error is 5 % above its
-//! guard-hysteresis = 0.05        # ... until it is back at 1 + 0.05 − 0.05 = 1.0× persistence's
-//! guard-warm-up = 12             # windows scored before the guard decides
-//! guard-warm-up-serves = "model" # model | persistence: who speaks before
-//! accuracy-half-life = 24        # windows: the rolling errors' half-life
+//! guard-hysteresis = 0.10        # ... until it is back at 1 + 0.05 − 0.10 = 0.95× persistence's
+//! guard-warm-up = 48             # windows scored before the guard decides
+//! guard-warm-up-serves = "persistence" # or "model": who speaks before
+//! accuracy-half-life = 48        # windows: the rolling errors' half-life
 //! ```
 //!
 //! The defaults live in [`flowcast_operators::accuracy`] and were chosen on the
@@ -161,13 +161,13 @@ mod tests {
             .replace("guard = \"persistence\"", "guard = \"off\"")
             .replace("guard-margin = 0.05", "guard-margin = 0.2")
             .replace(
-                "guard-warm-up-serves = \"model\"",
                 "guard-warm-up-serves = \"persistence\"",
+                "guard-warm-up-serves = \"model\"",
             );
         let g = guard_of(&text);
         assert_eq!(g.guard, GuardMode::Off);
         assert_eq!(g.guard_margin, 0.2);
-        assert_eq!(g.guard_warm_up_serves, ForecasterKind::Persistence);
+        assert_eq!(g.guard_warm_up_serves, ForecasterKind::Model);
         assert!(g.settings(SensorKind::Dht11).guard.is_none());
         let spec = JobSpec::parse(&text, Path::new("j.toml")).expect("valid");
         let again = toml::to_string(&spec).expect("serialise");
@@ -177,13 +177,13 @@ mod tests {
         );
         for (from, to, key) in [
             (
-                "accuracy-half-life = 24.0",
+                "accuracy-half-life = 48.0",
                 "accuracy-half-life = 0.0",
                 "accuracy-half-life",
             ),
             ("guard-margin = 0.05", "guard-margin = nan", "guard-margin"),
             (
-                "guard-hysteresis = 0.05",
+                "guard-hysteresis = 0.10",
                 "guard-hysteresis = 2.0",
                 "guard-hysteresis",
             ),
