@@ -103,6 +103,20 @@ impl<P: Predictor> ForecastOperator<P> {
             ("operator", "forecast"),
             ("worker", index.as_str()),
         ];
+        // Which artifact this worker serves: logged, and exported as an info series (a
+        // rollout — savepoint, restart with a new `[model] path` — changes it).
+        let model = predictor.model_id().to_owned();
+        if worker == 0 {
+            tracing::info!(job, model = %model, "serving model {model}");
+        }
+        let mut info_labels = labels.to_vec();
+        info_labels.push(("model", model.as_str()));
+        metrics::gauge(
+            "flowcast_forecast_model_info",
+            "The model artifact the forecast operator serves (value 1; its id in `model`)",
+            &info_labels,
+        )
+        .set(1);
         ForecastOperator {
             job: job.to_owned(),
             predictor,

@@ -14,7 +14,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 pub const JOB_LABEL: &str = "flowcast_job";
 
 /// Every label key a Flowcast metric may carry (all low-cardinality, none from a record).
-pub const ALLOWED_LABELS: [&str; 12] = [
+pub const ALLOWED_LABELS: [&str; 13] = [
     JOB_LABEL,
     "worker",
     "operator",
@@ -30,6 +30,8 @@ pub const ALLOWED_LABELS: [&str; 12] = [
     // The upper bound of a gauge's bucket (`le` is for histograms only: promtool refuses it
     // elsewhere).
     "at_most",
+    // The id of the model artifact a job serves (one per job).
+    "model",
 ];
 
 /// Unit abbreviations and non-base units a name must not use.
