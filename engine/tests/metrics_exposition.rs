@@ -68,6 +68,8 @@ fn job_metrics_pass_promtool_and_move() {
         "flowcast_window_watermark_seconds",
         "flowcast_forecast_predictions_total",
         "flowcast_forecast_inference_batches_total",
+        // Each device's forecast scored when the window it forecast closed.
+        "flowcast_forecast_scored_total",
         "flowcast_sink_delivered_records_total",
         "flowcast_sink_window_to_send_seconds_count",
     ];
@@ -154,4 +156,45 @@ fn job_metrics_pass_promtool_and_move() {
             && later.contains("le=\"+Inf\""),
         "the latency histogram has cumulative buckets"
     );
+    // Online accuracy: how the devices stand against persistence, per feature.
+    for name in [
+        "flowcast_forecast_model_ahead_devices",
+        "flowcast_forecast_model_behind_devices",
+        "flowcast_forecast_guarded_devices",
+        "flowcast_forecast_clamped_total",
+        "flowcast_forecast_persistence_served_total",
+    ] {
+        for feature in ["temperature", "humidity"] {
+            let series = format!(
+                "{name}{{feature=\"{feature}\",flowcast_job=\"{}\"",
+                job.name
+            );
+            assert!(
+                value(&later, &series).is_some(),
+                "{series} missing:\n{later}"
+            );
+        }
+    }
+    // The persistence model is persistence: every scored device's ratio is 1, in the
+    // `at_most="1"` bucket and the ones above, in none below.
+    let ratio = |feature: &str, le: &str| {
+        let series = format!(
+            "flowcast_forecast_error_ratio_devices{{at_most=\"{le}\",feature=\"{feature}\",flowcast_job=\"{}\"",
+            job.name
+        );
+        value(&later, &series)
+    };
+    for feature in ["temperature", "humidity"] {
+        assert_eq!(ratio(feature, "0.9"), Some(0.0), "{feature}:\n{later}");
+        assert_eq!(
+            ratio(feature, "1"),
+            Some(DEVICES.len() as f64),
+            "{feature}:\n{later}"
+        );
+        assert_eq!(
+            ratio(feature, "+Inf"),
+            Some(DEVICES.len() as f64),
+            "{feature}"
+        );
+    }
 }

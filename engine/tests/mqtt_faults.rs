@@ -72,6 +72,8 @@ fn a_broken_connection_reconnects_and_loses_nothing() {
             for_window_end: BASE + f64::from(i + 2) * 60.0,
         },
         model: m.clone(),
+        served: Default::default(),
+        accuracy: Default::default(),
     };
     let sub = Subscriber::start("v1/devices/me/telemetry");
     let ours = |sub: &Subscriber| -> std::collections::BTreeSet<(i64, String)> {

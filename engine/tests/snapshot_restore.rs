@@ -122,7 +122,7 @@ fn a_job_stopped_with_a_snapshot_continues_exactly_at_any_parallelism() {
     let plan = snapshot::load(&snap).expect("a complete snapshot");
     assert_eq!(plan.workers, 2);
     assert_eq!(plan.key_groups.count(), 128);
-    for op in ["window", "sequence"] {
+    for op in ["window", "sequence", "forecast"] {
         let keyed = &plan.operators[op].keyed;
         assert!(!keyed.is_empty(), "{op} has keyed state");
     }

@@ -5,6 +5,7 @@
 //! ([`record`]), and, with the `inference` feature, LSTM inference through LibTorch.
 //! Nothing in this crate talks to Kafka, the network or the clock.
 
+pub mod accuracy;
 pub mod admission;
 pub mod event_time;
 #[cfg(feature = "inference")]
@@ -14,6 +15,7 @@ pub mod sequence;
 pub mod window;
 
 pub use record::{
-    ObservedValues, ParseOptions, PredictedValues, Prediction, Reading, RejectReason, Rejection,
-    SensorKind,
+    Accuracy, FeatureAccuracy, FeatureServed, ForecasterKind, ObservedValues, ParseOptions,
+    PredictedValues, Prediction, Reading, RejectReason, Rejection, SensorKind, Served,
+    ServedReason,
 };

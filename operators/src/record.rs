@@ -10,8 +10,10 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub mod limits;
+pub mod quality;
 
 pub use limits::ParseOptions;
+pub use quality::{Accuracy, FeatureAccuracy, FeatureServed, ForecasterKind, Served, ServedReason};
 
 /// Which sensor produced a reading; decides the physical range a value must be in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -347,10 +349,17 @@ pub struct Prediction {
     pub window_end: f64,
     /// The closed window's means.
     pub observed: ObservedValues,
-    /// The forecast for the next window.
+    /// The served forecast for the next window (per feature the model's or, when the guard
+    /// switched, persistence's; see `served`).
     pub predicted: PredictedValues,
     /// Id of the model artifact (its sha256 prefix) that made the forecast.
     pub model: String,
+    /// Per feature: which forecaster spoke and why, the model's own forecast, the clamp.
+    #[serde(default)]
+    pub served: Served,
+    /// The device's rolling errors of the model and of persistence.
+    #[serde(default)]
+    pub accuracy: Accuracy,
 }
 
 #[cfg(test)]

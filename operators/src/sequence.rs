@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 /// One device's ring, oldest first: the `[temperature, humidity]` means and, beside them,
 /// each window's distance in windows to the one before it (unused for the oldest;
-/// saturating at 65 535 windows, only revisions across such a silence would miss). Ten
-/// bytes a window plus the newest window's start.
+/// saturating at 65 535 windows, only revisions across such a silence would miss). The
+/// distances are kept only while the ring holds a gap: empty, every distance is 1. Eight
+/// bytes a window (ten with a gap) plus the newest window's start.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Ring {
     newest_start: EventTime,
@@ -32,9 +33,32 @@ impl Ring {
             if at < start {
                 return None;
             }
-            at -= EventTime::from(self.gaps[i]) * length;
+            at -= EventTime::from(self.gap(i)) * length;
         }
         None
+    }
+
+    /// Distance in windows from entry `i` to the one before it.
+    fn gap(&self, i: usize) -> u16 {
+        self.gaps.get(i).copied().unwrap_or(1)
+    }
+
+    /// Appends a window `gap` windows after the newest, dropping the oldest beyond `len`.
+    fn push_back(&mut self, v: [f32; 2], gap: u16, len: usize) {
+        if self.values.len() == len {
+            self.values.pop_front();
+            if self.gaps.pop_front().is_some() && self.gaps.iter().skip(1).all(|g| *g == 1) {
+                // The last gap has left the ring.
+                self.gaps = VecDeque::new();
+            }
+        }
+        if !self.gaps.is_empty() || (gap != 1 && !self.values.is_empty()) {
+            if self.gaps.is_empty() {
+                self.gaps = std::iter::repeat_n(1, self.values.len()).collect();
+            }
+            self.gaps.push_back(gap);
+        }
+        self.values.push_back(v);
     }
 }
 
@@ -136,7 +160,7 @@ impl Sequences {
                     Arc::new(Ring {
                         newest_start: w.start,
                         values: VecDeque::with_capacity(self.len),
-                        gaps: VecDeque::with_capacity(self.len),
+                        gaps: VecDeque::new(),
                     })
                 }),
         };
@@ -160,12 +184,7 @@ impl Sequences {
             } else {
                 u16::try_from((w.start - ring.newest_start) / length).unwrap_or(u16::MAX)
             };
-            if ring.values.len() == self.len {
-                ring.values.pop_front();
-                ring.gaps.pop_front();
-            }
-            ring.values.push_back(v);
-            ring.gaps.push_back(gap);
+            ring.push_back(v, gap, self.len);
             ring.newest_start = w.start;
         }
         (ring.values.len() == self.len).then(|| Sequence {
@@ -288,6 +307,31 @@ mod tests {
             back.push(&win(20, 3.0, 0)).expect("full").values,
             vec![[2.0, 50.0], [3.0, 50.0]]
         );
+    }
+
+    #[test]
+    fn gaps_are_kept_while_the_ring_holds_one() {
+        let mut s = Sequences::new(3);
+        for start in [0, 10, 40, 50, 60] {
+            s.push(&win(start, start as f64, 0));
+        }
+        let ring = |s: &Sequences| s.rings["a"].gaps.clone();
+        assert!(
+            ring(&s).is_empty(),
+            "40, 50, 60: the gap before 40 has left"
+        );
+        s.push(&win(90, 9.0, 0));
+        assert_eq!(ring(&s), [1, 1, 3]);
+        // A revision of a window behind the gap is found.
+        s.push(&win(50, 5.5, 1));
+        let q = s.push(&win(100, 10.0, 0)).expect("full");
+        assert_eq!(
+            q.values.iter().map(|v| v[0]).collect::<Vec<_>>(),
+            vec![60.0, 9.0, 10.0]
+        );
+        s.push(&win(110, 11.0, 0));
+        s.push(&win(120, 12.0, 0));
+        assert!(ring(&s).is_empty(), "100, 110, 120");
     }
 
     fn bincode_free_snapshot(s: &Sequences) -> String {

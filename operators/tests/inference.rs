@@ -318,3 +318,26 @@ fn malformed_input_sequences_are_the_callers_fault() {
     );
     assert_eq!(err.fault(), Fault::User);
 }
+
+/// The guard test's bad model (`models/fixtures/humidity_biased.*`, made by
+/// `models/fixtures/make_biased_model.py`) is the committed LSTM with humidity 4 %RH
+/// higher, at any batch size.
+#[test]
+fn the_humidity_biased_fixture_is_the_lstm_plus_4_percent_at_any_batch_size() {
+    let lstm = Forecaster::open(metadata_path()).expect("the LSTM");
+    let biased = Forecaster::open(models_dir().join("fixtures/humidity_biased.json"))
+        .expect("the fixture loads and passes the contract checks");
+    let fx = fixtures();
+    for n in [1, 3, fx.inputs.len()] {
+        let inputs = &fx.inputs[..n];
+        let want = lstm.forecast(inputs).expect("lstm");
+        let got = biased.forecast(inputs).expect("biased");
+        for (w, g) in want.iter().zip(&got) {
+            assert!(
+                (w[0] - g[0]).abs() < 1e-4,
+                "temperature unchanged: {w:?} {g:?}"
+            );
+            assert!((g[1] - w[1] - 4.0).abs() < 1e-3, "humidity +4: {w:?} {g:?}");
+        }
+    }
+}

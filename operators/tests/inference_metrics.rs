@@ -6,12 +6,11 @@
 //! The data file is found through `FLOWCAST_DATA`, else `$FLOWCAST_CACHE/data/` or
 //! `~/.cache/flowcast/data/` (`deploy/data/fetch.sh` puts it there).
 
-use flowcast_operators::inference::{
-    ErrorMetrics, Forecaster, LinearBaseline, ModelMetadata, TargetMetrics,
-};
-use sha2::{Digest, Sha256};
+mod common;
+
+use common::windows::{Norm, data_path, linear_predict, load_windows, parse_time};
+use flowcast_operators::inference::{ErrorMetrics, Forecaster, LinearBaseline, TargetMetrics};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 /// Windows in 24 h: the seasonal-naive baseline's lag.
@@ -23,106 +22,6 @@ const BASELINE_TOLERANCE: f64 = 1e-7;
 
 fn metadata_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/dht11_lstm.json")
-}
-
-fn data_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("FLOWCAST_DATA") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var_os("FLOWCAST_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache/flowcast")
-        });
-    cache.join("data/minute_energy_appliance.csv.xz")
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `2016-01-11 17:00:00`, read as UTC, in Unix seconds.
-fn parse_time(s: &str) -> i64 {
-    let n = |r: std::ops::Range<usize>| -> i64 { s[r].parse().expect("date digits") };
-    days_from_civil(n(0..4), n(5..7), n(8..10)) * 86_400
-        + n(11..13) * 3600
-        + n(14..16) * 60
-        + n(17..19)
-}
-
-/// Window start times and `[series][window] = [temperature, humidity]` window means.
-struct Windows {
-    times: Vec<i64>,
-    values: Vec<Vec<[f64; 2]>>,
-}
-
-fn load_windows(path: &Path, meta: &ModelMetadata) -> Windows {
-    let data = meta.data.as_ref().expect("metadata describes its data");
-    let bytes = std::fs::read(path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read the data {} ({e}): run deploy/data/fetch.sh",
-            path.display()
-        )
-    });
-    let sha: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(
-        sha,
-        data.sha256,
-        "{} is not the data the model was evaluated on",
-        path.display()
-    );
-
-    let mut lines = BufReader::new(xz2::read::XzDecoder::new(&bytes[..])).lines();
-    let split = |line: &str| -> Vec<String> {
-        line.split(',')
-            .map(|f| f.trim().trim_matches('"').trim().to_owned())
-            .collect()
-    };
-    let header = split(&lines.next().expect("header").expect("utf-8"));
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .expect("column exists")
-    };
-    let cols: Vec<[usize; 2]> = data.columns.iter().map(|[t, h]| [col(t), col(h)]).collect();
-    let window = meta.window_seconds as i64;
-    let per_window = meta.window_seconds / data.sample_seconds;
-    let mut acc: BTreeMap<i64, (Vec<[f64; 2]>, u64)> = BTreeMap::new();
-    for line in lines {
-        let fields = split(&line.expect("utf-8"));
-        let ts = parse_time(&fields[0]);
-        let entry = acc
-            .entry(ts - ts.rem_euclid(window))
-            .or_insert_with(|| (vec![[0.0; 2]; cols.len()], 0));
-        for (sum, [t, h]) in entry.0.iter_mut().zip(&cols) {
-            sum[0] += fields[*t].parse::<f64>().expect("temperature");
-            sum[1] += fields[*h].parse::<f64>().expect("humidity");
-        }
-        entry.1 += 1;
-    }
-    let full: Vec<_> = acc
-        .into_iter()
-        .filter(|(_, (_, c))| *c == per_window)
-        .collect();
-    let times = full.iter().map(|(w, _)| *w).collect();
-    let values = (0..cols.len())
-        .map(|s| {
-            full.iter()
-                .map(|(_, (sums, c))| [sums[s][0] / *c as f64, sums[s][1] / *c as f64])
-                .collect()
-        })
-        .collect();
-    Windows { times, values }
 }
 
 /// Running MAE / RMSE of one forecaster.
@@ -153,36 +52,6 @@ impl Errors {
             humidity: m(1),
         }
     }
-}
-
-/// The float32 normalisation of `train.py`'s `Norm`.
-struct Norm {
-    mean: [f32; 2],
-    std: [f32; 2],
-}
-
-impl Norm {
-    fn fwd(&self, x: [f64; 2]) -> [f64; 2] {
-        [0, 1].map(|i| ((x[i] as f32 - self.mean[i]) / self.std[i]) as f64)
-    }
-
-    fn inv(&self, y: [f64; 2]) -> [f64; 2] {
-        [0, 1].map(|i| (y[i] as f32 * self.std[i] + self.mean[i]) as f64)
-    }
-}
-
-fn linear_predict(b: &LinearBaseline, norm: &Norm, seq: &[[f64; 2]]) -> [f64; 2] {
-    let xn: Vec<[f64; 2]> = seq[seq.len() - b.lags..]
-        .iter()
-        .map(|&x| norm.fwd(x))
-        .collect();
-    let last = xn[xn.len() - 1];
-    let mut yn = [last[0] + b.intercept[0], last[1] + b.intercept[1]];
-    for (feature, weights) in xn.iter().flatten().zip(&b.coef) {
-        yn[0] += feature * weights[0];
-        yn[1] += feature * weights[1];
-    }
-    norm.inv(yn)
 }
 
 fn assert_close(what: &str, got: &TargetMetrics, want: &TargetMetrics, tolerance: f64) {

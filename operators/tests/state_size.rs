@@ -1,8 +1,11 @@
 //! Resident keyed state per device: 10 000 devices, each with a full ring of 60 window
-//! results and one open window, measured by a counting allocator (live heap bytes).
+//! results, one open window and its online accuracy state (a scored forecast and the
+//! one waiting for its window), measured by a counting allocator (live heap bytes).
 //! The target is ≤ 1 KB per device.
 #![allow(unsafe_code)] // the counting allocator below: GlobalAlloc is an unsafe trait
 
+use flowcast_operators::SensorKind;
+use flowcast_operators::accuracy::{Accuracies, AccuracySettings};
 use flowcast_operators::sequence::Sequences;
 use flowcast_operators::window::{TumblingWindows, WindowResult};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -44,20 +47,28 @@ fn keyed_state_is_at_most_1kb_per_device() {
     let before = LIVE.load(Ordering::Relaxed);
     let mut windows = TumblingWindows::new(WINDOW, 0);
     let mut sequences = Sequences::new(60);
+    let mut accuracy = Accuracies::new(AccuracySettings::new(SensorKind::Dht11), WINDOW);
     let mut fired: Vec<WindowResult> = Vec::new();
     let mut emitted = 0usize;
-    for w in 0..61i64 {
+    let mut scored = 0usize;
+    for w in 0..62i64 {
         for d in &names {
             windows.insert(d, w * WINDOW + 1, 21.0, 45.0);
             windows.insert(d, w * WINDOW + 2, 22.0, 46.0);
         }
         windows.advance(w * WINDOW, &mut fired);
         for r in fired.drain(..) {
-            emitted += usize::from(sequences.push(&r).is_some());
+            if let Some(s) = sequences.push(&r) {
+                emitted += 1;
+                let out = accuracy.step(&s.device, s.window_end, s.observed, [21.5, 45.5]);
+                scored += usize::from(out.scored);
+            }
         }
     }
     fired.shrink_to_fit();
-    assert_eq!(emitted, DEVICES, "every ring is full");
+    assert_eq!(emitted, 2 * DEVICES, "every ring is full, twice");
+    assert_eq!(scored, DEVICES, "every device's first forecast is scored");
+    assert_eq!(accuracy.devices(), DEVICES);
     assert_eq!(
         windows.devices(),
         DEVICES,
@@ -66,5 +77,5 @@ fn keyed_state_is_at_most_1kb_per_device() {
     let per_device = (LIVE.load(Ordering::Relaxed) - before) as f64 / DEVICES as f64;
     println!("resident keyed state: {per_device:.0} bytes per device");
     assert!(per_device <= 1024.0, "{per_device:.0} bytes per device");
-    drop((windows, sequences));
+    drop((windows, sequences, accuracy));
 }

@@ -141,9 +141,16 @@ drained() {
   ((n >= DEVICES * 61))
 }
 until_ok 600 drained
-# Read is not done: let the windows fire and the sink deliver what the drain produced, so the
-# pause below is the state's, not a backlog's (a benchmark's pacing, not a test's condition).
-sleep 20
+# Read is not done: the job is caught up when checkpoints complete again (each completes
+# when the frontier passes it), so the pause below is the state's, not a backlog's.
+completed() {
+  local p
+  p=$(fc job show "$name" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['placement'][0]['metrics_port'])")
+  curl -s "127.0.0.1:$p/metrics" | awk '/^flowcast_checkpoint_completed_total/ {s += $NF} END {print s + 0}'
+}
+c0=$(completed)
+caught_up() { (($(completed) >= c0 + 2)); }
+until_ok 600 caught_up
 echo "| rescale | output pause |"
 echo "| --- | --- |"
 for to in 3 2; do

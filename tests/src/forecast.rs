@@ -143,7 +143,50 @@ pub fn parse_prediction(r: &Record, what: &str) -> ((String, i64), Expected) {
             .map(|x| (x * 1000.0).round() as i64),
         Some(end + 1_800_000)
     );
+    check_quality_fields(&v, what);
     ((device, end), e)
+}
+
+/// The record says per feature who spoke, why, and the model's own (clamped) forecast —
+/// `predicted` is that forecaster's value — and carries the device's rolling errors.
+///
+/// # Panics
+/// If a field is missing or does not agree with `predicted`.
+pub fn check_quality_fields(v: &serde_json::Value, what: &str) {
+    for feature in ["temperature", "humidity"] {
+        let s = &v["served"][feature];
+        let served = v["predicted"][feature].as_f64().expect("predicted");
+        let spoke = match s["by"].as_str() {
+            Some("model") => s["model"].as_f64(),
+            Some("persistence") => v["observed"][feature].as_f64(),
+            other => panic!("{what}: served.{feature}.by = {other:?}: {v}"),
+        };
+        assert_eq!(spoke, Some(served), "{what}: {feature} is who spoke's: {v}");
+        assert!(
+            s["why"].is_string() && s["clamped"].is_boolean(),
+            "{what}: {v}"
+        );
+        let a = &v["accuracy"];
+        let scored = a["scored"].as_u64().expect("accuracy.scored");
+        assert_eq!(
+            a[feature].is_object(),
+            scored > 0,
+            "{what}: errors once scored: {v}"
+        );
+    }
+}
+
+/// The online accuracy and the guard's decisions of the predictions of [`spec_text`]'s
+/// job (or one with another model; a job with the guard off says `guard-off`), across
+/// runs that continue each other: a restored run continues each device's rolling errors.
+pub fn check_accuracy(preds: &BTreeMap<(String, i64), serde_json::Value>, what: &str) {
+    let guard_off = preds
+        .values()
+        .any(|v| v["served"]["temperature"]["why"] == "guard-off");
+    let guard = (!guard_off).then(crate::accuracy::Guard::default);
+    let ranges = [(-40.0, 80.0), (0.0, 100.0)];
+    let half_life = crate::accuracy::HALF_LIFE;
+    crate::accuracy::check(preds, 1_800_000, half_life, guard, ranges, what);
 }
 
 /// A dead letter's origin (source partition and offset) and reason.
@@ -194,14 +237,17 @@ pub fn check_outputs(brokers: &str, outs: &[&str], expected: &reference::Output,
             .collect()
     };
     let mut got: BTreeMap<(String, i64), Expected> = BTreeMap::new();
+    let mut values = BTreeMap::new();
     for r in &read("pred") {
         let (k, e) = parse_prediction(r, what);
         assert!(
             got.insert(k.clone(), e).is_none(),
             "{what}: duplicate prediction {k:?}"
         );
+        values.insert(k, serde_json::from_slice(&r.value).expect("json"));
     }
     check_predictions(&got, expected, what);
+    check_accuracy(&values, what);
     let dead = read("dead");
     let got_dead: BTreeMap<(i32, i64), String> = dead.iter().map(parse_dead_letter).collect();
     assert_eq!(got_dead.len(), dead.len(), "{what}: each dead letter once");

@@ -10,6 +10,7 @@
 //! - `FLOWCAST_TEST_SASL_BROKER`, `FLOWCAST_TEST_MQTT_TLS`, `FLOWCAST_TEST_TLS_DIR`: the
 //!   encrypted and authenticated listeners and their CA ([`secure`]).
 
+pub mod accuracy;
 pub mod checkpoint;
 pub mod data;
 pub mod exposition;

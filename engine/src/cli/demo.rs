@@ -126,6 +126,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     spec.model = ModelSpec::Torchscript {
         path: args.model.clone(),
         max_batch: 1024,
+        guard: Default::default(),
     };
     spec.sinks = vec![SinkSpec::Kafka(KafkaSinkConfig {
         topic: PREDICTIONS.into(),

@@ -16,6 +16,7 @@
 //! depend on how workers interleave. Keyed operators route by key group.
 
 pub mod forecast;
+pub mod forecast_quality;
 pub mod latency;
 pub mod sequence;
 pub mod source;

@@ -10,9 +10,9 @@
 //!
 //! Every box after the source runs on the operator lifecycle ([`crate::lifecycle`]).
 
-use super::spec::{JobSpec, ModelSpec, SinkSpec, StartPosition, StopPosition};
+use super::spec::{GuardSpec, JobSpec, ModelSpec, SinkSpec, StartPosition, StopPosition};
 use crate::dataflow::Epoch;
-use crate::dataflow::forecast::{Forecast, Persistence, Predictor};
+use crate::dataflow::forecast::{Forecast, ForecastConfig, Persistence, Predictor};
 use crate::dataflow::sequence::LastWindows;
 use crate::dataflow::source::{Bounds, KafkaSourceConfig, kafka_source, split};
 use crate::dataflow::source_state::{SourcePositions, source_id, source_positions};
@@ -157,7 +157,7 @@ pub fn build(
     let sequences =
         windows.last_windows(&spec.name, spec.sequence.length, (ttl_ms, window_ms), &ctx);
 
-    let max_batch = match &spec.model {
+    let (max_batch, guard) = match &spec.model {
         ModelSpec::Off => {
             // The streaming part alone: each full sequence (its newest window and the mean
             // of its last N windows) goes to the Kafka sinks (the spec refuses others).
@@ -170,8 +170,10 @@ pub fn build(
             }
             return;
         }
-        ModelSpec::Torchscript { max_batch, .. } => *max_batch,
-        ModelSpec::Persistence => 1024,
+        ModelSpec::Torchscript {
+            max_batch, guard, ..
+        } => (*max_batch, *guard),
+        ModelSpec::Persistence => (1024, GuardSpec::default()),
     };
     let model = match predictor() {
         Ok(p) => p,
@@ -182,7 +184,13 @@ pub fn build(
             Box::new(Persistence) as Box<dyn Predictor>
         }
     };
-    let predictions = sequences.forecast(&spec.name, model, max_batch, window_ms, &ctx);
+    let config = ForecastConfig {
+        max_batch,
+        window_ms,
+        accuracy: guard.settings(spec.source.sensor),
+        ttl_ms,
+    };
+    let predictions = sequences.forecast(&spec.name, model, config, &ctx);
     for (i, sink) in spec.sinks.iter().enumerate() {
         sinks::attach(i, sink, predictions.clone(), &sink_ctx, &ctx);
     }

@@ -6,6 +6,7 @@
 
 pub use crate::sinks::SinkSpec;
 use flowcast_operators::{ParseOptions, SensorKind};
+pub use guard::{GuardMode, GuardSpec};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -235,6 +236,10 @@ pub enum ModelSpec {
         /// Largest batch per forward pass.
         #[serde(default = "default_max_batch")]
         max_batch: usize,
+        /// Online accuracy and the guard ([`GuardSpec`]; `guard-*` and
+        /// `accuracy-half-life` keys).
+        #[serde(flatten)]
+        guard: GuardSpec,
     },
     /// Next window = last window. A baseline, and what runs when no model is wanted.
     Persistence,
@@ -248,6 +253,7 @@ impl Default for ModelSpec {
         ModelSpec::Torchscript {
             path: PathBuf::from("../models/dht11_lstm.pt"),
             max_batch: default_max_batch(),
+            guard: GuardSpec::default(),
         }
     }
 }
@@ -377,6 +383,11 @@ impl JobSpec {
         }
         if let ModelSpec::Torchscript { max_batch: 0, .. } = self.model {
             return Err(bad("model.max-batch", "must be at least 1"));
+        }
+        if let ModelSpec::Torchscript { guard, .. } = &self.model
+            && let Err((key, message)) = guard.validate()
+        {
+            return Err(bad(key, message));
         }
         if self.state.key_groups == Some(0) {
             return Err(bad("state.key-groups", "must be at least 1"));
@@ -525,5 +536,6 @@ mod tests {
     }
 }
 
+mod guard;
 #[cfg(test)]
 mod proptests;

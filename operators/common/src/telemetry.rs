@@ -14,7 +14,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 pub const JOB_LABEL: &str = "flowcast_job";
 
 /// Every label key a Flowcast metric may carry (all low-cardinality, none from a record).
-pub const ALLOWED_LABELS: [&str; 10] = [
+pub const ALLOWED_LABELS: [&str; 13] = [
     JOB_LABEL,
     "worker",
     "operator",
@@ -25,6 +25,13 @@ pub const ALLOWED_LABELS: [&str; 10] = [
     "outcome",
     "mode",
     "backend",
+    // `temperature` or `humidity`.
+    "feature",
+    // The upper bound of a gauge's bucket (`le` is for histograms only: promtool refuses it
+    // elsewhere).
+    "at_most",
+    // The id of the model artifact a job serves (one per job).
+    "model",
 ];
 
 /// Unit abbreviations and non-base units a name must not use.

@@ -76,6 +76,8 @@ pub(crate) fn sample(device: &str, i: u32) -> Prediction {
             for_window_end: end + 1800.0,
         },
         model: "persistence".to_owned(),
+        served: Default::default(),
+        accuracy: Default::default(),
     }
 }
 

@@ -1,0 +1,3 @@
+//! Shared by the integration tests of this crate.
+
+pub mod windows;
