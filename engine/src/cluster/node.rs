@@ -111,7 +111,11 @@ pub fn run(cfg: &NodeConfig) -> anyhow::Result<()> {
                 + (received as f64 - reply.now_unix_ms as f64))
                 / 2.0,
         );
-        reconcile(cfg, &agent, &mut children, reply.desired);
+        if !reconcile(cfg, &agent, &mut children, reply.desired) {
+            // A launch that cannot start (an artifact that cannot be fetched, a full
+            // disk) is tried again a heartbeat later, not in a tight loop.
+            std::thread::sleep(cfg.interval);
+        }
     }
 }
 
@@ -152,12 +156,14 @@ fn reap(children: &mut BTreeMap<Key, Running>) -> bool {
     changed
 }
 
+/// Kills what is not wanted and starts what is missing; false if a start failed.
 fn reconcile(
     cfg: &NodeConfig,
     agent: &ureq::Agent,
     children: &mut BTreeMap<Key, Running>,
     desired: Vec<Launch>,
-) {
+) -> bool {
+    let mut started_all = true;
     let wanted: BTreeMap<Key, Launch> = desired
         .into_iter()
         .map(|l| ((l.job.clone(), l.attempt, l.index), l))
@@ -184,9 +190,11 @@ fn reconcile(
             }
             Err(e) => {
                 tracing::error!(job = %launch.job, error = %e, "cannot start the job process");
+                started_all = false;
             }
         }
     }
+    started_all
 }
 
 /// Fetches an artifact into the node's cache (verified by its sha256).

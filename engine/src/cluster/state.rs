@@ -366,8 +366,8 @@ impl Cluster {
         workers: u32,
         now: Instant,
     ) -> Result<(), Refusal> {
-        self.check_slots(workers, now, Some(id))?;
         let current = self.get_mut(id)?.0.workers;
+        self.check_slots(workers, now, Some(id))?;
         if current == workers && self.get_mut(id)?.0.state == JobState::Running {
             self.get_mut(id)?.0.parallelism = parallelism;
             self.persist(id);

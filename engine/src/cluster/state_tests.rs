@@ -189,6 +189,10 @@ fn refusals_say_why_and_change_nothing() {
         .expect_err("unknown");
     assert_eq!(r.status, 404);
     let r = c
+        .rescale("nope", Parallelism::Fixed(9), 9, t0)
+        .expect_err("unknown, too many");
+    assert_eq!(r.status, 404, "an unknown job is 404 whatever it asks");
+    let r = c
         .rescale("j", Parallelism::Fixed(9), 9, t0)
         .expect_err("too many");
     assert_eq!(r.status, 409);
