@@ -19,20 +19,25 @@ use std::sync::Arc;
 /// # Errors
 /// If `FLOWCAST_CONTROL_TOKEN_FILE` names a file that cannot be read or is empty.
 pub fn token_from_env() -> anyhow::Result<Option<String>> {
-    if let Ok(t) = std::env::var("FLOWCAST_CONTROL_TOKEN")
+    token_from("FLOWCAST_CONTROL_TOKEN", "FLOWCAST_CONTROL_TOKEN_FILE")
+}
+
+/// A secret from the environment variable `var`, or from the file the variable `file_var`
+/// names (trimmed); `None` when neither is set.
+///
+/// # Errors
+/// If the file cannot be read or holds only whitespace.
+pub fn token_from(var: &str, file_var: &str) -> anyhow::Result<Option<String>> {
+    if let Ok(t) = std::env::var(var)
         && !t.trim().is_empty()
     {
         return Ok(Some(t.trim().to_owned()));
     }
-    match std::env::var("FLOWCAST_CONTROL_TOKEN_FILE") {
+    match std::env::var(file_var) {
         Ok(path) => {
-            let t = std::fs::read_to_string(&path).map_err(|e| {
-                anyhow::anyhow!("cannot read FLOWCAST_CONTROL_TOKEN_FILE {path}: {e}")
-            })?;
-            anyhow::ensure!(
-                !t.trim().is_empty(),
-                "the control token file {path} is empty"
-            );
+            let t = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read {file_var} {path}: {e}"))?;
+            anyhow::ensure!(!t.trim().is_empty(), "the token file {path} is empty");
             Ok(Some(t.trim().to_owned()))
         }
         Err(_) => Ok(None),

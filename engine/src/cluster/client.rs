@@ -32,21 +32,10 @@ pub struct Client {
 /// # Errors
 /// A token file that cannot be read or is empty.
 pub fn token_from_env() -> anyhow::Result<Option<String>> {
-    if let Ok(t) = std::env::var("FLOWCAST_COORDINATOR_TOKEN")
-        && !t.trim().is_empty()
-    {
-        return Ok(Some(t.trim().to_owned()));
-    }
-    match std::env::var("FLOWCAST_COORDINATOR_TOKEN_FILE") {
-        Ok(path) => {
-            let t = std::fs::read_to_string(&path).map_err(|e| {
-                anyhow::anyhow!("cannot read FLOWCAST_COORDINATOR_TOKEN_FILE {path}: {e}")
-            })?;
-            anyhow::ensure!(!t.trim().is_empty(), "the token file {path} is empty");
-            Ok(Some(t.trim().to_owned()))
-        }
-        Err(_) => Ok(None),
-    }
+    crate::cli::control_http::token_from(
+        "FLOWCAST_COORDINATOR_TOKEN",
+        "FLOWCAST_COORDINATOR_TOKEN_FILE",
+    )
 }
 
 impl Client {
