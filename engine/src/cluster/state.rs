@@ -92,6 +92,8 @@ struct Transient {
     pause_from: Option<Instant>,
     running_since: Option<Instant>,
     ready: BTreeSet<u32>,
+    /// When a process of the current attempt was first seen exited because it lost a peer.
+    peer_lost_since: Option<Instant>,
 }
 
 /// A node as the coordinator knows it.

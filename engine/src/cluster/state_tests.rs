@@ -120,6 +120,60 @@ fn a_dead_process_restarts_the_job_with_backoff_on_a_new_attempt() {
 }
 
 #[test]
+fn a_peer_that_lost_its_connection_waits_for_the_cause_of_the_failure() {
+    let (mut c, t0, launches) = cluster_running(3);
+    // Node a reports its process exited because it lost a peer before node b reports
+    // that its process was killed: the restart names the kill, not the echo.
+    let mut echo = running(&launches[0]);
+    echo[0].exit = Some(crate::cli::run::PEER_LOST);
+    let t1 = t0 + Duration::from_secs(1);
+    beat(&mut c, "a", 7000, echo.clone(), t1);
+    assert_eq!(c.job("j").map(|j| j.state), Some(JobState::Running));
+    let mut killed = running(&launches[1]);
+    killed[0].exit = Some(-9);
+    beat(&mut c, "b", 7100, killed, t1 + Duration::from_millis(300));
+    let j = c.job("j").expect("job");
+    assert_eq!((j.state, j.restarts), (JobState::Recovering, 1));
+    assert!(
+        j.reason.as_deref().is_some_and(|r| r.contains("signal 9")),
+        "{:?}",
+        j.reason
+    );
+
+    // With no cause reported, the echo restarts the job after the heartbeat timeout.
+    let (mut c, t0, launches) = cluster_running(3);
+    beat(&mut c, "a", 7000, echo, t0);
+    for n in ["b", "c"] {
+        let port = if n == "b" { 7100 } else { 7200 };
+        let i = if n == "b" { 1 } else { 2 };
+        beat(
+            &mut c,
+            n,
+            port,
+            running(&launches[i]),
+            t0 + Duration::from_secs(2),
+        );
+    }
+    assert_eq!(c.job("j").map(|j| j.state), Some(JobState::Running));
+    let t = t0 + Duration::from_millis(2500);
+    beat(&mut c, "b", 7100, running(&launches[1]), t);
+    beat(&mut c, "c", 7200, running(&launches[2]), t);
+    let mut echo = running(&launches[0]);
+    echo[0].exit = Some(crate::cli::run::PEER_LOST);
+    beat(&mut c, "a", 7000, echo, t);
+    c.tick(t0 + Duration::from_millis(3100));
+    let j = c.job("j").expect("job");
+    assert_eq!(j.state, JobState::Recovering);
+    assert!(
+        j.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("lost a peer")),
+        "{:?}",
+        j.reason
+    );
+}
+
+#[test]
 fn a_silent_node_counts_as_dead_and_the_job_moves() {
     let (mut c, t0, launches) = cluster_running(2);
     let on_c = launches[2].is_empty();

@@ -3,6 +3,7 @@
 //! restart budget, and places jobs on free slots with their ports.
 
 use super::{Cluster, JobRecord, Transient, describe_exit};
+use crate::cli::run::PEER_LOST;
 use crate::cluster::api::{JobState, Placement};
 use crate::cluster::placement;
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,6 +60,7 @@ impl Cluster {
             return;
         }
         let mut exited_clean = 0;
+        let mut peer_lost = None;
         for p in &j.placement {
             if !self.node_alive(&p.node, now) {
                 let reason = format!(
@@ -69,6 +71,14 @@ impl Cluster {
             }
             match self.status(j, p) {
                 Some(Some(0)) => exited_clean += 1,
+                Some(Some(PEER_LOST)) => {
+                    peer_lost.get_or_insert_with(|| {
+                        format!(
+                            "process {} on node {} lost a peer (exit code {PEER_LOST}) and no other process said why",
+                            p.index, p.node
+                        )
+                    });
+                }
                 Some(Some(code)) => {
                     let reason = format!(
                         "process {} on node {} exited with {}",
@@ -80,6 +90,19 @@ impl Cluster {
                 }
                 Some(None) | None => {}
             }
+        }
+        // A process that lost a peer is the echo of another failure: the peer's own exit
+        // (reported at once by its node) or its node's silence (seen within the heartbeat
+        // timeout) names the cause, so wait that long for it before restarting on the echo.
+        if let Some(reason) = peer_lost {
+            let since = match self.jobs.get_mut(id) {
+                Some((_, tm)) => *tm.peer_lost_since.get_or_insert(now),
+                None => return,
+            };
+            if now.duration_since(since) >= self.settings.heartbeat_timeout {
+                return self.failed_attempt(id, reason, now);
+            }
+            return;
         }
         let all_exited = exited_clean == j.placement.len();
         let (jm, tm) = match self.jobs.get_mut(id) {
@@ -167,6 +190,7 @@ impl Cluster {
             t.stop_deadline = None;
             t.ready.clear();
         }
+        t.peer_lost_since = None;
         self.persist(id);
     }
 
