@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The README's test command: sets everything up on a fresh machine, starts real Kafka
-# (three brokers + one), Mosquitto and SeaweedFS (S3), runs formatting, lints and every test, and always
-# stops what it started.
+# The README's test command: sets everything up on a fresh machine (with the browser test's
+# chromium), starts real Kafka (three brokers + one), Mosquitto and SeaweedFS (S3), runs
+# formatting, lints and every test, and always stops what it started.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -11,6 +11,8 @@ deploy/setup.sh
 # SeaweedFS's `weed` (the tests' S3 server), built from its Go module at a pinned version
 # into ~/.cache/flowcast (a cold build takes about 14 minutes on 2 cores; then cached).
 log "SeaweedFS: $(deploy/seaweedfs/install.sh)"
+# Debian's chromium and chromedriver: the web UI's browser test (engine/tests/web_ui.rs).
+deploy/browser/install.sh
 trap 'deploy/services.sh stop >&2 || true' EXIT
 deploy/services.sh start
 K="${FLOWCAST_TEST_KAFKA_PORT:-9092}"

@@ -10,6 +10,10 @@
 
 #[path = "common/lstm.rs"]
 mod lstm;
+#[path = "common/promql.rs"]
+mod promql;
+#[path = "common/cluster.rs"]
+mod test_cluster;
 
 use flowcast_engine::cluster::api::{JobState, JobView, Parallelism, SubmitRequest};
 use flowcast_engine::cluster::client::Client;
@@ -17,111 +21,9 @@ use flowcast_tests::forecast::{
     as_input, check_exactly_once, exactly_once_spec, params, recorded_input, spec_with_model,
 };
 use flowcast_tests::{kafka, reference, wait};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-
-const BIN: &str = env!("CARGO_BIN_EXE_flowcast");
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// The scripts' cluster; stops everything it started when dropped.
-struct TestCluster {
-    dir: tempfile::TempDir,
-    port: u16,
-    prometheus: Option<u16>,
-    /// The coordinator the test restarted itself (stopped by the script, reaped here).
-    restarted: Option<std::process::Child>,
-}
-
-impl TestCluster {
-    fn script(&self, script: &str, args: &[&str]) {
-        let out = Command::new(repo().join(script))
-            .args(args)
-            .env("FLOWCAST_BIN", BIN)
-            .env("FLOWCAST_RUN_DIR", self.dir.path())
-            .env("FLOWCAST_COORDINATOR_TOKEN_FILE", self.token_file())
-            .env_remove("FLOWCAST_COORDINATOR_TOKEN")
-            .output()
-            .expect("run script");
-        assert!(
-            out.status.success(),
-            "{script} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn token_file(&self) -> PathBuf {
-        self.dir.path().join("token")
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        self.dir.path().join(format!("cluster-{}", self.port))
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn client(&self) -> Client {
-        let token = std::fs::read_to_string(self.token_file()).expect("token");
-        Client::new(&self.url(), Some(token))
-    }
-
-    fn pid(&self, name: &str) -> String {
-        std::fs::read_to_string(self.run_dir().join(format!("{name}.pid")))
-            .expect("pid file")
-            .trim()
-            .to_owned()
-    }
-}
-
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        // FLOWCAST_CLUSTER_KEEP=1 keeps the run directory (logs, state, checkpoints).
-        if std::env::var_os("FLOWCAST_CLUSTER_KEEP").is_some() {
-            eprintln!("keeping {}", self.dir.path().display());
-            self.dir.disable_cleanup(true);
-        }
-        let port = self.port.to_string();
-        self.script("deploy/cluster/stop.sh", &["--port", &port]);
-        if let Some(mut c) = self.restarted.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Some(p) = self.prometheus {
-            self.script("deploy/prometheus/stop.sh", &["--port", &p.to_string()]);
-        }
-    }
-}
-
-fn kill_9(pid: &str) {
-    let status = Command::new("kill")
-        .args(["-9", pid])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill -9 {pid}");
-}
-
-/// Waits until the job is running at `workers` workers with every process ready.
-fn running(c: &Client, id: &str, workers: u32, what: &str) -> JobView {
-    wait::poll_for(Duration::from_secs(90), || {
-        c.job(id)
-            .ok()
-            .filter(|j| j.state == JobState::Running && j.workers == workers)
-    })
-    .unwrap_or_else(|| panic!("{what}: the job runs at {workers} workers: {:?}", c.job(id)))
-}
+use test_cluster::{BIN, TestCluster, free_port, kill_9, repo, running, urlencode};
 
 /// Waits until the job has been restarted `restarts` times and runs again.
 fn recovered(c: &Client, id: &str, restarts: u64, what: &str) -> JobView {
@@ -260,15 +162,24 @@ fn prometheus_scrapes_the_cluster(
     );
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// Every PromQL expression of the Grafana dashboard and of the alert rules returns series
+/// from the running job (the restart counter exists once a process was killed).
+fn dashboard_and_rules_answer(cluster: &TestCluster, job: &str) {
+    promql::promtool_check(&repo());
+    let prometheus = format!(
+        "http://127.0.0.1:{}",
+        cluster.prometheus.expect("prometheus runs")
+    );
+    let mut failing = Vec::new();
+    let answered = wait::poll_for(Duration::from_secs(60), || {
+        failing = promql::check_dashboard_and_rules(&prometheus, job, &repo());
+        failing.is_empty().then_some(())
+    });
+    assert!(
+        answered.is_some(),
+        "dashboard and rule expressions without series:\n{}",
+        failing.join("\n")
+    );
 }
 
 #[test]
@@ -405,6 +316,7 @@ fn cluster_submits_rescales_survives_kills_and_a_coordinator_restart() {
         "{:?}",
         j.reason
     );
+    dashboard_and_rules_answer(&cluster, &out);
 
     // kill -9 a whole node: its processes go with it; the job moves to the others.
     let node = j.placement[1].placement.node.clone();

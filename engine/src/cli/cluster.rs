@@ -29,6 +29,10 @@ pub struct CoordinatorArgs {
     /// Failed restarts in a row before a job ends as failed.
     #[arg(long, default_value_t = 10)]
     pub restart_budget: u32,
+    /// The web UI keeps the last 61 windows of at most this many devices per job (the least
+    /// recently updated or viewed go first).
+    #[arg(long, default_value_t = 10_000)]
+    pub ui_devices: usize,
 }
 
 /// Options of `flowcast worker`.
@@ -158,6 +162,7 @@ pub fn coordinator(args: CoordinatorArgs) -> anyhow::Result<()> {
             restart_budget: args.restart_budget,
             ..Settings::default()
         },
+        ui_devices: args.ui_devices,
     };
     let (bound, _shared) = coordinator::start(cfg)?;
     tracing::info!("coordinator on http://{bound} (REST /v1/…, /metrics, /v1/prometheus/sd)");

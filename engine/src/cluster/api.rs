@@ -186,6 +186,11 @@ pub struct CheckpointView {
     pub created_unix_ms: u64,
     /// Bytes of its files.
     pub bytes: u64,
+    /// A checkpoint's duration: from the start of the epoch it was taken at (epochs are
+    /// wall-clock intervals) to its manifest, so within one epoch interval; `None` for a
+    /// savepoint (it copies an older checkpoint).
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
 }
 
 /// `GET /v1/jobs` (one row) and `GET /v1/jobs/{id}`.

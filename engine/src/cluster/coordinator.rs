@@ -28,6 +28,8 @@ pub struct CoordinatorConfig {
     pub token: Option<String>,
     /// Timing and restart policy.
     pub settings: Settings,
+    /// Devices per job the web UI keeps.
+    pub ui_devices: usize,
 }
 
 /// The state the HTTP handlers and the loops share.
@@ -42,6 +44,8 @@ pub struct Shared {
     persist: Mutex<Sender<(String, Bytes)>>,
     /// Woken on every change of a job: held heartbeats answer at once.
     pub changed: tokio::sync::Notify,
+    /// The web UI's sessions, samples and followers.
+    pub ui: super::ui::UiState,
 }
 
 const JOBS: &str = "jobs";
@@ -273,7 +277,8 @@ fn topic_partitions(spec: &JobSpec) -> Result<u32, String> {
     Ok(d.partitions.len() as u32)
 }
 
-fn random_token() -> String {
+/// 24 random bytes, hex.
+pub(crate) fn random_token() -> String {
     use rand::RngCore;
     let mut b = [0u8; 24];
     rand::rng().fill_bytes(&mut b);
@@ -339,6 +344,7 @@ pub fn start(cfg: CoordinatorConfig) -> anyhow::Result<(SocketAddr, Arc<Shared>)
         store: Mutex::new(store),
         persist: Mutex::new(tx),
         changed: tokio::sync::Notify::new(),
+        ui: super::ui::UiState::new(cfg.ui_devices),
     });
     super::loops::spawn(Arc::clone(&shared))?;
     let app = super::server::router(Arc::clone(&shared));

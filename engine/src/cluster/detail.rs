@@ -32,8 +32,14 @@ pub fn operators(spec: &JobSpec) -> Vec<String> {
     ops
 }
 
-/// The newest `n` manifests (checkpoints and savepoints) of `job` in `store`, newest first.
-pub fn checkpoints(store: &CheckpointStore, job: &str, n: usize) -> Vec<CheckpointView> {
+/// The newest `n` manifests (checkpoints and savepoints) of `job` in `store`, newest first;
+/// `epoch_ms` is the job's epoch interval.
+pub fn checkpoints(
+    store: &CheckpointStore,
+    job: &str,
+    n: usize,
+    epoch_ms: u64,
+) -> Vec<CheckpointView> {
     let Ok(list) = store.list("") else {
         return Vec::new();
     };
@@ -51,6 +57,10 @@ pub fn checkpoints(store: &CheckpointStore, job: &str, n: usize) -> Vec<Checkpoi
             },
             created_unix_ms: m.created_unix_ms,
             bytes: m.files.iter().map(|f| f.size).sum(),
+            duration_ms: (m.kind == Kind::Checkpoint && epoch_ms > 0).then(|| {
+                m.created_unix_ms
+                    .saturating_sub(m.epoch.saturating_mul(epoch_ms))
+            }),
         })
         .collect();
     out.sort_by_key(|c| std::cmp::Reverse(c.created_unix_ms));
@@ -120,11 +130,12 @@ pub fn job_detail(s: &Shared, id: &str) -> Result<JobView, Refusal> {
     if let Some(loc) = &spec.checkpoint.location
         && let Ok(store) = CheckpointStore::open_existing(loc)
     {
-        view.checkpoints = checkpoints(&store, id, 5);
+        view.checkpoints = checkpoints(&store, id, 5, record.epoch_interval_ms);
         if let Some(sp) = spec.checkpoint.savepoint_root()
             && let Ok(store) = CheckpointStore::open_existing(&sp)
         {
-            view.checkpoints.extend(checkpoints(&store, id, 5));
+            view.checkpoints
+                .extend(checkpoints(&store, id, 5, record.epoch_interval_ms));
             view.checkpoints
                 .sort_by_key(|c| std::cmp::Reverse(c.created_unix_ms));
             view.checkpoints.truncate(5);

@@ -163,7 +163,7 @@ fn slow(s: &Shared, stores: &mut BTreeMap<String, CheckpointStore>) {
             }
         }
         if let Some(store) = stores.get(&id)
-            && let Some(latest) = super::detail::checkpoints(store, &id, 1).first()
+            && let Some(latest) = super::detail::checkpoints(store, &id, 1, 0).first()
         {
             let age =
                 crate::checkpoint::manifest::now_unix_ms().saturating_sub(latest.created_unix_ms);

@@ -21,3 +21,4 @@ pub mod node;
 pub mod placement;
 pub mod server;
 pub mod state;
+pub mod ui;

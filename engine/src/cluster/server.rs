@@ -56,17 +56,37 @@ fn refused(r: Refusal) -> Response {
     )
 }
 
-/// `Some(401 answer)` unless the request carries the token (when one is configured).
-fn refused_token(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
-    let token = shared.token.as_deref()?;
+/// `given` is the configured token (compared in constant time); `true` when none is set.
+pub fn token_matches(shared: &Shared, given: &str) -> bool {
+    let Some(token) = shared.token.as_deref() else {
+        return true;
+    };
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The request carries `Authorization: Bearer <the token>` (or no token is configured).
+pub fn bearer_ok(shared: &Shared, headers: &HeaderMap) -> bool {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let (a, b) = (given.as_bytes(), token.as_bytes());
-    let same = a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
-    if same {
+    token_matches(shared, given)
+}
+
+/// Like [`refused_token`] for a read: a session cookie of the web UI is enough.
+fn refused_read(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    if super::ui::read_allowed(shared, headers) {
+        None
+    } else {
+        refused_token(shared, headers)
+    }
+}
+
+/// `Some(401 answer)` unless the request carries the token (when one is configured).
+fn refused_token(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
+    if bearer_ok(shared, headers) {
         None
     } else {
         tracing::warn!("API request without a valid bearer token refused");
@@ -101,7 +121,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 "no such route; see /v1/jobs, /v1/nodes",
             )
         })
-        .with_state(shared)
+        .with_state(Arc::clone(&shared))
+        .merge(super::ui::router(shared))
         .merge(crate::metrics::router())
 }
 
@@ -124,7 +145,7 @@ async fn submit(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
 }
 
 async fn list_jobs(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Some(r) = refused_token(&s, &headers) {
+    if let Some(r) = refused_read(&s, &headers) {
         return r;
     }
     let views: Vec<JobView> = {
@@ -139,7 +160,7 @@ async fn show_job(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Some(r) = refused_token(&s, &headers) {
+    if let Some(r) = refused_read(&s, &headers) {
         return r;
     }
     let s2 = Arc::clone(&s);
@@ -228,7 +249,7 @@ async fn rescale(
 }
 
 async fn nodes(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Some(r) = refused_token(&s, &headers) {
+    if let Some(r) = refused_read(&s, &headers) {
         return r;
     }
     let now = Instant::now();
@@ -331,7 +352,7 @@ async fn get_artifact(
 /// Runs blocking work (the checkpoint store, Kafka metadata, scrapes) on a thread of its
 /// own, outside the runtime: the store refuses to block inside one, blocking-pool threads
 /// included.
-async fn off_runtime<T: Send + 'static>(
+pub(crate) async fn off_runtime<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, tokio::sync::oneshot::error::RecvError> {
     let (tx, rx) = tokio::sync::oneshot::channel();

@@ -214,7 +214,13 @@ pub fn kafka_source<'s>(
             let mut cap = Some(cap);
             let mut consumer_thread = consumer_thread;
             let cfg = cfg.clone();
+            let busy = crate::lifecycle::adapter::busy_seconds(
+                &cfg.job,
+                &super::source_state::source_id(&cfg.topic),
+                index,
+            );
             move |output| {
+                let _busy = busy.start();
                 // A worker that reads no partition emits nothing, ever: it lets go of its
                 // capability at once. Held, it would pin every epoch of the job (nothing
                 // wakes this operator to advance it) and outlive a cancel.

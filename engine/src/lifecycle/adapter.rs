@@ -56,6 +56,43 @@ impl<'s> JobContext<'s> {
     }
 }
 
+/// `flowcast_operator_busy_seconds_total` of operator `id` on `worker`: the time the worker
+/// spends running it (its share of wall time is what the web UI shows as busy).
+pub fn busy_seconds(job: &str, id: &str, worker: usize) -> BusyTimer {
+    BusyTimer(crate::metrics::counter(
+        "flowcast_operator_busy_seconds_total",
+        "Seconds the worker spent running the operator (busy; see flowcast_sink_blocked_seconds_total \
+         for the time it waited on a full sink)",
+        &[
+            ("job", job),
+            ("operator", id),
+            ("worker", &worker.to_string()),
+        ],
+    ))
+}
+
+/// Adds the time from [`BusyTimer::start`] to the drop of its guard to the operator's busy
+/// seconds.
+#[derive(Debug, Clone)]
+pub struct BusyTimer(crate::metrics::Counter);
+
+impl BusyTimer {
+    /// Starts timing one run of the operator.
+    pub fn start(&self) -> BusyGuard<'_> {
+        BusyGuard(&self.0, std::time::Instant::now())
+    }
+}
+
+/// Times one run of an operator (see [`BusyTimer`]).
+#[derive(Debug)]
+pub struct BusyGuard<'a>(&'a crate::metrics::Counter, std::time::Instant);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.add_duration(self.1.elapsed());
+    }
+}
+
 /// What arrived for one epoch, held until the epoch is complete.
 struct Pending<D> {
     cap: Capability<Epoch>,
@@ -117,6 +154,7 @@ where
     let mut watermark = state.initial_watermark();
     let version = op.state_version();
     let (worker, workers) = (state.index(), state.workers());
+    let busy = busy_seconds(state.job(), &id, worker);
     input.binary_frontier(
         ctx.signals.clone(),
         pact,
@@ -128,6 +166,7 @@ where
             let mut stopped = false;
             let mut closed = false;
             move |(data, f1), (signals, f2), output| {
+                let _busy = busy.start();
                 data.for_each(|cap, batch| {
                     if stopped {
                         batch.clear();

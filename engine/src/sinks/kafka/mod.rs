@@ -20,7 +20,7 @@ use crate::dataflow::{DeadLetter, Epoch, LateRecord};
 use crate::kafka::ClientSettings;
 use crate::lifecycle::{EpochContext, JobContext, Operator, StateError, StateWriter, lifecycle};
 use crate::sinks::util::dead_letter::{self, DeadLetterMeta, Origin, header};
-use crate::sinks::util::events::{BackpressureWait, DeliveryFailed, SinkEvent};
+use crate::sinks::util::events::{BackpressureWait, Blocked, DeliveryFailed, SinkEvent};
 use crate::sinks::util::metrics::SinkMetrics;
 use crate::sinks::{Sink, SinkContext};
 use flowcast_operators::Prediction;
@@ -295,14 +295,14 @@ impl<D: KafkaRecord + Clone + 'static> Operator for KafkaSinkOperator<D> {
             if let Some(h) = rec.headers() {
                 record = record.headers(h);
             }
-            let mut waited = false;
+            let mut waiting: Option<std::time::Instant> = None;
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        if !waited {
+                        if waiting.is_none() {
                             BackpressureWait.emit(&self.stats.metrics);
-                            waited = true;
+                            waiting = Some(std::time::Instant::now());
                         }
                         record = back;
                         std::thread::sleep(Duration::from_millis(1));
@@ -312,6 +312,9 @@ impl<D: KafkaRecord + Clone + 'static> Operator for KafkaSinkOperator<D> {
                         break;
                     }
                 }
+            }
+            if let Some(since) = waiting {
+                Blocked(since.elapsed()).emit(&self.stats.metrics);
             }
         }
     }

@@ -132,6 +132,16 @@ impl SinkEvent for BackpressureWait {
     }
 }
 
+/// The waiting submission got room after this long: the worker was blocked meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub struct Blocked(pub std::time::Duration);
+
+impl SinkEvent for Blocked {
+    fn emit(self, m: &SinkMetrics) {
+        m.blocked.add_duration(self.0);
+    }
+}
+
 /// The number of records queued or in flight changed.
 #[derive(Debug, Clone, Copy)]
 pub struct Queued(pub usize);

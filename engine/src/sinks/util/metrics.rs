@@ -33,6 +33,8 @@ pub struct SinkMetrics {
     pub queued: Counter,
     /// Submissions that waited for room.
     pub backpressure: Counter,
+    /// Seconds a worker waited for room: backpressure as a share of time.
+    pub blocked: Counter,
     /// Requests answered with success.
     pub requests_ok: Counter,
     /// Requests that will be retried.
@@ -108,6 +110,12 @@ impl SinkMetrics {
             backpressure: metrics::counter(
                 "flowcast_sink_backpressure_waits_total",
                 "Submissions that waited for room in the sink's bounded queue",
+                &l,
+            ),
+            blocked: metrics::counter(
+                "flowcast_sink_blocked_seconds_total",
+                "Seconds the worker waited for room in the sink's full bounded queue (or the \
+                 Kafka producer's): backpressure; while it waits the worker runs no operator",
                 &l,
             ),
             requests_ok: req("ok"),

@@ -12,7 +12,7 @@
 //! The ThingsBoard delivery runs a pool of threads on a [`KeyedQueue`]; the MQTT sink holds
 //! its per-device order in each device's connection and bounds the whole with a [`Bound`].
 
-use super::events::{BackpressureWait, Queued, SinkEvent};
+use super::events::{BackpressureWait, Blocked, Queued, SinkEvent};
 use super::metrics::SinkMetrics;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -49,9 +49,11 @@ impl Bound {
         let mut o = lock(&self.outstanding);
         if *o >= self.max && !self.is_closed() {
             BackpressureWait.emit(&self.metrics);
+            let since = Instant::now();
             while *o >= self.max && !self.is_closed() {
                 o = self.room.wait(o).unwrap_or_else(|p| p.into_inner());
             }
+            Blocked(since.elapsed()).emit(&self.metrics);
         }
         *o += 1;
         Queued(*o).emit(&self.metrics);
