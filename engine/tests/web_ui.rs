@@ -306,5 +306,18 @@ fn the_web_ui_shows_the_job_and_a_device_chart_that_grows() {
             .filter(|t| t.chars().any(|c| c.is_ascii_digit()))
     })
     .expect("the source's rate is shown");
+    // The accuracy table: the forecast-quality series, summed as /metrics has them.
+    assert_eq!(
+        b.find_all("tr.accuracy-row").len(),
+        2,
+        "one row per feature"
+    );
+    let agree = wait::poll_for(Duration::from_secs(30), || {
+        let shown =
+            api(&format!("/v1/jobs/{out}/graph"))["accuracy"]["predictions_total"].as_f64()?;
+        let metrics = metrics_sum(&ports, "flowcast_forecast_predictions_total");
+        (shown == metrics && metrics > 0.0).then_some(metrics)
+    });
+    assert!(agree.is_some(), "the graph's forecast count is /metrics'");
     save("job.png", &b.screenshot());
 }

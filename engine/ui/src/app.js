@@ -352,6 +352,10 @@ function jobView(ctx, root, job) {
   const graphErr = h('p', { class: 'error-text', hidden: true });
   const procBody = h('tbody');
   const ckptBody = h('tbody');
+  const accBody = h('tbody');
+  const accNote = h('p', { class: 'muted small' });
+  const accSection = section('Forecast accuracy', accNote, table('accuracy-table', ACC_COLS, accBody));
+  accSection.hidden = true;
 
   const search = h('input', {
     type: 'search',
@@ -370,6 +374,7 @@ function jobView(ctx, root, job) {
     h('h2', { class: 'page-title' }, `Job ${job} `, titleState),
     section('Status', summary),
     section('Job graph', graphNote, graphErr, h('div', { class: 'graph-scroll' }, graphBox)),
+    accSection,
     section('Processes', table('processes-table', PROC_COLS, procBody)),
     section('Checkpoints', table('checkpoints-table', CKPT_COLS, ckptBody)),
     section('Devices', search, devSource, devSummary, devList),
@@ -461,6 +466,16 @@ function jobView(ctx, root, job) {
             ' Busy: share of wall time its workers spent running the operator; blocked: share spent waiting for room in a full sink queue (backpressure).',
         );
         graph.update(g);
+        const acc = g.accuracy;
+        accSection.hidden = !acc;
+        if (acc) {
+          setText(
+            accNote,
+            `Devices whose model’s rolling error is below (ahead) or above (behind) persistence’s, devices the guard serves persistence, ` +
+              `and the share of the ${fmtNum(acc.predictions_total)} forecasts so far that persistence spoke for.`,
+          );
+          accBody.replaceChildren(...(acc.features || []).map((f) => accuracyRow(f, acc.predictions_total)));
+        }
       } else {
         graphErr.hidden = false;
         setText(graphErr, `Job graph unavailable: ${gr.error.message}`);
@@ -470,6 +485,21 @@ function jobView(ctx, root, job) {
       if (bad) throw bad.error;
     },
   };
+}
+
+const ACC_COLS = ['Feature', ['Model ahead', 'num'], ['Model behind', 'num'], ['Guarded', 'num'], ['Served by persistence', 'num']];
+
+function accuracyRow(f, predictions) {
+  const share = isNum(f.persistence_served_total) && isNum(predictions) && predictions > 0 ? f.persistence_served_total / predictions : null;
+  return h(
+    'tr',
+    { class: 'accuracy-row', dataset: { feature: f.feature } },
+    h('td', { text: f.feature }),
+    h('td', { class: 'num', text: fmtNum(f.ahead_devices) }),
+    h('td', { class: 'num', text: fmtNum(f.behind_devices) }),
+    h('td', { class: 'num', text: fmtNum(f.guarded_devices) }),
+    h('td', { class: 'num', text: fmtShare(share) }),
+  );
 }
 
 function procRow(p) {
@@ -744,6 +774,7 @@ function deviceView(ctx, root, job, device) {
   const count = h('span', { id: 'point-count', text: '…' });
   const windowInfo = h('span', { class: 'muted' });
   const next = h('p', { id: 'next-forecast', class: 'small' });
+  const accuracy = h('p', { id: 'device-accuracy', class: 'small' });
   const holders = CHARTS.map((c) => ({ spec: c, el: h('div', { class: 'chart', id: `chart-${c.key}` }), chart: null }));
 
   root.append(
@@ -759,6 +790,7 @@ function deviceView(ctx, root, job, device) {
           'Each prediction is the forecast for the next window, drawn at that window’s end (dashed); the last one is the forecast beyond the last observation.',
       ),
       next,
+      accuracy,
       holders.map((x) => h('div', { class: 'chart-block' }, h('h3', { text: `${x.spec.title} (${x.spec.unit})` }), x.el)),
     ),
   );
@@ -790,6 +822,17 @@ function deviceView(ctx, root, job, device) {
           `Last window ended ${fmtTime(last.window_end_ms)}; forecast for the window ending ${fmtTime(last.window_end_ms + (d.window_ms || 0))}: ${parts.join(', ') || DASH}`,
         );
       } else setText(next, '');
+      const a = d.accuracy;
+      const feats = a ? CHARTS.filter((c) => a[c.key] && isNum(a[c.key].model) && isNum(a[c.key].persistence)) : [];
+      setText(
+        accuracy,
+        feats.length
+          ? `Rolling mean absolute error over ${fmtNum(a.scored)} scored forecasts (half-life ${fmtNum(a.half_life)} windows): ` +
+              feats
+                .map((c) => `${c.title.toLowerCase()} model ${a[c.key].model.toFixed(c.digits)} vs persistence ${a[c.key].persistence.toFixed(c.digits)} ${c.unit}`)
+                .join('; ')
+          : '',
+      );
       // Leave the charts (and any zoom) alone when nothing changed.
       const key = JSON.stringify([d.window_ms, points.length, last]);
       if (key === lastKey) return;

@@ -6,7 +6,7 @@
 //! the points arrive when a checkpoint commits. Device ids never become metric labels.
 
 use crate::kafka::ClientSettings;
-use flowcast_operators::Prediction;
+use flowcast_operators::{Accuracy, Prediction};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -52,6 +52,17 @@ pub struct Series {
     pub window_ms: i64,
     /// Oldest first.
     pub points: Vec<Point>,
+    /// The device's rolling errors of the model and of persistence, from its newest
+    /// forecast.
+    pub accuracy: Accuracy,
+}
+
+/// What the coordinator holds of one device.
+#[derive(Debug)]
+struct Held {
+    touched: u64,
+    points: VecDeque<Point>,
+    accuracy: Accuracy,
 }
 
 /// One device in a search answer.
@@ -87,7 +98,7 @@ pub struct DeviceList {
 pub struct Devices {
     max: usize,
     clock: u64,
-    series: HashMap<String, (u64, VecDeque<Point>)>,
+    series: HashMap<String, Held>,
     /// Last touch → device: the least recently touched is first.
     lru: BTreeMap<u64, String>,
     records: u64,
@@ -105,7 +116,7 @@ impl Devices {
 
     fn touch(&mut self, device: &str) {
         self.clock += 1;
-        if let Some((t, _)) = self.series.get_mut(device) {
+        if let Some(Held { touched: t, .. }) = self.series.get_mut(device) {
             self.lru.remove(t);
             *t = self.clock;
             self.lru.insert(self.clock, device.to_owned());
@@ -135,10 +146,23 @@ impl Devices {
                 };
                 self.series.remove(&old);
             }
-            self.series
-                .insert(p.device.clone(), (0, VecDeque::with_capacity(POINTS)));
+            let held = Held {
+                touched: 0,
+                points: VecDeque::with_capacity(POINTS),
+                accuracy: Accuracy::default(),
+            };
+            self.series.insert(p.device.clone(), held);
         }
-        if let Some((_, points)) = self.series.get_mut(&p.device) {
+        if let Some(Held {
+            points, accuracy, ..
+        }) = self.series.get_mut(&p.device)
+        {
+            if points
+                .back()
+                .is_none_or(|last| last.window_start_ms <= point.window_start_ms)
+            {
+                *accuracy = p.accuracy;
+            }
             match points.back() {
                 Some(last) if last.window_start_ms > point.window_start_ms => {
                     if let Some(same) = points
@@ -167,7 +191,8 @@ impl Devices {
     /// A device's series (and it counts as recently viewed).
     pub fn series(&mut self, device: &str) -> Option<Series> {
         self.touch(device);
-        let (_, points) = self.series.get(device)?;
+        let held = self.series.get(device)?;
+        let points = &held.points;
         let window_ms = points
             .back()
             .map_or(0, |p| p.window_end_ms - p.window_start_ms);
@@ -175,6 +200,7 @@ impl Devices {
             device: device.to_owned(),
             window_ms,
             points: points.iter().copied().collect(),
+            accuracy: held.accuracy,
         })
     }
 
@@ -187,11 +213,11 @@ impl Devices {
             .into_iter()
             .take(limit)
             .filter_map(|d| {
-                let (_, points) = self.series.get(d)?;
+                let held = self.series.get(d)?;
                 Some(DeviceRow {
                     device: d.clone(),
-                    windows: points.len(),
-                    last_window_end_ms: points.back()?.window_end_ms,
+                    windows: held.points.len(),
+                    last_window_end_ms: held.points.back()?.window_end_ms,
                 })
             })
             .collect();
@@ -252,6 +278,10 @@ pub fn follow(
         .set("group.id", format!("flowcast-coordinator-ui-{job}"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
+        // Bounded prefetch: the follower's memory is the devices it keeps, not Kafka's
+        // buffers (librdkafka's default queues up to 64 MiB).
+        .set("queued.max.messages.kbytes", "4096")
+        .set("fetch.max.bytes", "4194304")
         .create()
         .map_err(|e| format!("cannot create a consumer of `{topic}`: {e}"))?;
     let follower = Arc::new(Follower {

@@ -71,6 +71,57 @@ pub struct Graph {
     pub operators: Vec<OperatorStats>,
     /// `[from, to]` by operator id.
     pub edges: Vec<(String, String)>,
+    /// The forecast-quality series, when the job forecasts.
+    pub accuracy: Option<JobAccuracy>,
+}
+
+/// The job's forecast quality, from the forecast-quality series summed over its processes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobAccuracy {
+    /// Forecasts made.
+    pub predictions_total: f64,
+    /// Per feature.
+    pub features: Vec<FeatureAccuracy>,
+}
+
+/// One feature's devices by how the model compares with persistence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FeatureAccuracy {
+    /// `temperature` or `humidity`.
+    pub feature: String,
+    /// Devices whose model's rolling error is below persistence's.
+    pub ahead_devices: f64,
+    /// Devices whose model's rolling error is above persistence's.
+    pub behind_devices: f64,
+    /// Devices the guard serves persistence.
+    pub guarded_devices: f64,
+    /// Forecasts whose feature persistence spoke for.
+    pub persistence_served_total: f64,
+}
+
+/// The job's accuracy from `samples`, `None` for a job without a model.
+pub fn accuracy(spec: &JobSpec, samples: &[Sample]) -> Option<JobAccuracy> {
+    if matches!(spec.model, ModelSpec::Off) {
+        return None;
+    }
+    let by = |name: &str, feature: &str| {
+        sum(samples, name, |s: &Sample| {
+            label(s, "feature") == Some(feature)
+        })
+    };
+    Some(JobAccuracy {
+        predictions_total: sum(samples, "flowcast_forecast_predictions_total", |_| true),
+        features: ["temperature", "humidity"]
+            .iter()
+            .map(|f| FeatureAccuracy {
+                feature: (*f).to_owned(),
+                ahead_devices: by("flowcast_forecast_model_ahead_devices", f),
+                behind_devices: by("flowcast_forecast_model_behind_devices", f),
+                guarded_devices: by("flowcast_forecast_guarded_devices", f),
+                persistence_served_total: by("flowcast_forecast_persistence_served_total", f),
+            })
+            .collect(),
+    })
 }
 
 /// One sample of a `/metrics` text: name, labels, value.

@@ -284,6 +284,7 @@ fn sample_graph(s: &Shared, id: &str) -> Result<graph::Graph, Failure> {
         .map(|x| x.2 * 1e3)
         .reduce(f64::min);
     let (mut operators, edges) = graph::totals(&spec, &samples);
+    let accuracy = graph::accuracy(&spec, &samples);
     let now = Instant::now();
     let workers = record.placement.len() as u32 * record.threads;
     let interval_s = {
@@ -316,6 +317,7 @@ fn sample_graph(s: &Shared, id: &str) -> Result<graph::Graph, Failure> {
         workers,
         operators,
         edges,
+        accuracy,
     })
 }
 
