@@ -33,7 +33,8 @@ class Browser:
                 return json.load(r)["value"]
         except urllib.error.HTTPError as e:
             v = json.load(e)["value"]
-            if v.get("error") == "no such element":
+            # Gone, or replaced by the page's refresh since it was found: look again.
+            if v.get("error") in ("no such element", "stale element reference"):
                 return None
             raise RuntimeError(f"{method} {path}: {v}") from None
 
@@ -90,7 +91,8 @@ def main():
             box = b.find("#device-search")
             t0 = time.monotonic()
             b.call("POST", f"/element/{box}/value", {"text": search})
-            b.until("search results", lambda: b.find("a.device-link"))
+            # The list shows the first devices before the search: wait for the matches.
+            b.until("search results", lambda: (b.text("a.device-link") or "").startswith(search))
             rows[f"device search `{search}`"].append(time.monotonic() - t0)
             b.call("POST", "/url", {"url": "about:blank"})
             t0 = time.monotonic()

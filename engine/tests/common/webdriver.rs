@@ -63,6 +63,12 @@ impl Browser {
     }
 
     fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.request(method, path, body).unwrap_or(Value::Null)
+    }
+
+    /// The driver's answer; `None` when the element is gone (no longer in the page, or
+    /// replaced by the page's refresh since it was found).
+    fn request(&mut self, method: &str, path: &str, body: Option<Value>) -> Option<Value> {
         let url = format!("{}{path}", self.base);
         let r = match (method, body) {
             ("GET", _) => self.agent.get(&url).call(),
@@ -77,8 +83,8 @@ impl Browser {
         let text = r.body_mut().read_to_string().expect("driver answer");
         let v: Value = serde_json::from_str(&text).expect("driver JSON");
         match v["value"]["error"].as_str() {
-            None => v["value"].clone(),
-            Some("no such element") => Value::Null,
+            None => Some(v["value"].clone()),
+            Some("no such element" | "stale element reference") => None,
             Some(e) => panic!("{method} {path}: {e}: {}", v["value"]["message"]),
         }
     }
@@ -132,10 +138,14 @@ impl Browser {
         );
     }
 
-    /// Clicks the element `css` selects.
+    /// Clicks the element `css` selects, finding it again if the page replaced it.
     pub fn click(&mut self, css: &str) {
-        let e = self.find(css).unwrap_or_else(|| panic!("no `{css}`"));
-        self.call("POST", &format!("/element/{e}/click"), None);
+        flowcast_tests::wait::poll_for(Duration::from_secs(10), || {
+            let e = self.find(css)?;
+            self.request("POST", &format!("/element/{e}/click"), None)
+                .map(|_| ())
+        })
+        .unwrap_or_else(|| panic!("cannot click `{css}`"));
     }
 
     /// The page's HTML as it is now (for failure messages).
