@@ -74,38 +74,44 @@ def main():
                     raise
                 time.sleep(0.05)
         b = Browser(port)
-        b.call("POST", "/url", {"url": f"{url}/ui/"})
-        e = b.find("#token")
-        b.call("POST", f"/element/{e}/value", {"text": token})
-        b.call("POST", f"/element/{b.find('#login')}/click")
-        b.until("the jobs table", lambda: b.find(f'tr.job-row[data-job="{job}"]'))
-        rows = {"job page (graph with numbers)": [], f"device search `{search}`": [],
-                "device chart (61 windows)": []}
-        for _ in range(runs):
-            b.call("POST", "/url", {"url": "about:blank"})
-            t0 = time.monotonic()
-            b.call("POST", "/url", {"url": f"{url}/ui/#/jobs/{job}"})
-            b.until("the graph", lambda: any(c.isdigit() for c in (b.text(
-                'div.op[data-op="window"] span.out-rate') or "")))
-            rows["job page (graph with numbers)"].append(time.monotonic() - t0)
-            box = b.find("#device-search")
-            t0 = time.monotonic()
-            b.call("POST", f"/element/{box}/value", {"text": search})
-            # The list shows the first devices before the search: wait for the matches.
-            b.until("search results", lambda: (b.text("a.device-link") or "").startswith(search))
-            rows[f"device search `{search}`"].append(time.monotonic() - t0)
-            b.call("POST", "/url", {"url": "about:blank"})
-            t0 = time.monotonic()
-            b.call("POST", "/url", {"url": f"{url}/ui/#/jobs/{job}/devices/{device}"})
-            b.until("the chart", lambda: (b.text("#point-count") or "").startswith("61 windows")
-                    and b.find("#chart-humidity canvas"))
-            rows["device chart (61 windows)"].append(time.monotonic() - t0)
-        for name, ts in rows.items():
-            ts = sorted(ts)
-            print(f"| {name} | {ts[len(ts) // 2] * 1e3:.0f} ms | {ts[-1] * 1e3:.0f} ms |")
-        b.call("DELETE", "")
+        try:
+            run(b, url, token, job, device, search, runs)
+        finally:
+            b.call("DELETE", "")  # closes chromium: killing the driver alone leaves it running
     finally:
         driver.kill()
+
+
+def run(b, url, token, job, device, search, runs):
+    b.call("POST", "/url", {"url": f"{url}/ui/"})
+    e = b.find("#token")
+    b.call("POST", f"/element/{e}/value", {"text": token})
+    b.call("POST", f"/element/{b.find('#login')}/click")
+    b.until("the jobs table", lambda: b.find(f'tr.job-row[data-job="{job}"]'))
+    rows = {"job page (graph with numbers)": [], f"device search `{search}`": [],
+            "device chart (61 windows)": []}
+    for _ in range(runs):
+        b.call("POST", "/url", {"url": "about:blank"})
+        t0 = time.monotonic()
+        b.call("POST", "/url", {"url": f"{url}/ui/#/jobs/{job}"})
+        b.until("the graph", lambda: any(c.isdigit() for c in (b.text(
+            'div.op[data-op="window"] span.out-rate') or "")))
+        rows["job page (graph with numbers)"].append(time.monotonic() - t0)
+        box = b.find("#device-search")
+        t0 = time.monotonic()
+        b.call("POST", f"/element/{box}/value", {"text": search})
+        # The list shows the first devices before the search: wait for the matches.
+        b.until("search results", lambda: (b.text("a.device-link") or "").startswith(search))
+        rows[f"device search `{search}`"].append(time.monotonic() - t0)
+        b.call("POST", "/url", {"url": "about:blank"})
+        t0 = time.monotonic()
+        b.call("POST", "/url", {"url": f"{url}/ui/#/jobs/{job}/devices/{device}"})
+        b.until("the chart", lambda: (b.text("#point-count") or "").startswith("61 windows")
+                and b.find("#chart-humidity canvas"))
+        rows["device chart (61 windows)"].append(time.monotonic() - t0)
+    for name, ts in rows.items():
+        ts = sorted(ts)
+        print(f"| {name} | {ts[len(ts) // 2] * 1e3:.0f} ms | {ts[-1] * 1e3:.0f} ms |")
 
 
 class socket_port:
