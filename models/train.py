@@ -58,6 +58,24 @@ HIDDEN_CANDIDATES = [8, 16, 32]
 EQUALLY_ACCURATE = 1.01
 RIDGE_LAGS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 36, 48, 60]
 RIDGE_ALPHAS = [1e-6, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0]
+# Extra test groups: (name, (temperature, humidity) columns, rounded to whole units).
+GROUPS = [
+    ("indoor as DHT11", [(f"T{r}", f"RH_{r}") for r in ROOMS], True),
+    ("outdoor T6/RH_6", [("T6", "RH_6")], False),
+]
+# Training series per recipe: (group name or label, columns, rounded). The weather station's
+# T_out/RH_out are interpolated between hourly airport reports (a window's history already holds
+# the next report): a training series only, never a test; every series is trained on its train
+# period only, as the split below says.
+RECIPES = {
+    "rooms": [("indoor", None, False)],
+    "houses": [
+        ("indoor", None, False),
+        ("outdoor T6/RH_6", [("T6", "RH_6")], False),
+        ("station T_out/RH_out", [("T_out", "RH_out")], False),
+        ("indoor as DHT11", [(f"T{r}", f"RH_{r}") for r in ROOMS], True),
+    ],
+}
 CREDIT = (
     "UCI Appliances Energy Prediction data set: L. M. Candanedo, V. Feldheim, D. Deramaix, "
     "'Data driven prediction models of energy use of appliances in a low-energy house', "
@@ -77,16 +95,21 @@ def default_data_path() -> Path:
 # Data: 10-minute rows -> 30-minute window means per room
 
 
-def load_windows(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (window start times [n] int64 Unix s, values [rooms, n, 2] float64).
+def load_windows(
+    path: Path, columns: list[tuple[str, str]] | None = None, whole: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (window start times [n] int64 Unix s, values [series, n, 2] float64) of the
+    (temperature, humidity) `columns` (default: the rooms'); `whole` rounds every 10-minute
+    reading to whole units first, as a DHT11 reports them.
 
     Dates are read as UTC (the file has no zone; only differences matter). A window is kept only
     if all of its 3 ten-minute samples are present.
     """
+    columns = columns or [(f"T{r}", f"RH_{r}") for r in ROOMS]
     with lzma.open(path, "rt", newline="") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader)]
-        cols = [(header.index(f"T{r}"), header.index(f"RH_{r}")) for r in ROOMS]
+        cols = [(header.index(t), header.index(h)) for t, h in columns]
         sums: dict[int, np.ndarray] = {}
         counts: dict[int, int] = {}
         for row in reader:
@@ -94,6 +117,8 @@ def load_windows(path: Path) -> tuple[np.ndarray, np.ndarray]:
             ts = int(stamp.replace(tzinfo=dt.timezone.utc).timestamp())
             w = ts - ts % WINDOW_S
             v = np.array([[float(row[t]), float(row[h])] for t, h in cols])
+            if whole:
+                v = np.round(v)
             if w in sums:
                 sums[w] += v
                 counts[w] += 1
@@ -119,7 +144,7 @@ def samples(times: np.ndarray, values: np.ndarray, lo: int, hi: int):
     for t in range(SEQ_LEN, len(times)):
         if not (lo <= times[t] < hi) or times[t] - times[t - SEQ_LEN] != SEQ_LEN * WINDOW_S:
             continue
-        for r in range(len(ROOMS)):
+        for r in range(values.shape[0]):
             xs.append(values[r, t - SEQ_LEN : t])
             ys.append(values[r, t])
             rooms.append(r)
@@ -281,6 +306,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=int(os.environ.get("FLOWCAST_EPOCHS", 30)))
     ap.add_argument("--threads", type=int, default=int(os.environ.get("FLOWCAST_TRAIN_THREADS", 1)))
     ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="houses",
+        help="training series: `rooms` = the 8 indoor rooms; `houses` = the rooms, the outdoor "
+        "sensor T6/RH_6 and the weather station T_out/RH_out (train period only) and the rooms "
+        "rounded to whole units (a DHT11)",
+    )
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -295,13 +328,24 @@ def main() -> None:
     val_start, test_start = split_bounds(times)
     end = int(times[-1]) + WINDOW_S
     log(f"{len(times)} windows x {len(ROOMS)} rooms; val from {val_start}, test from {test_start}")
+    # The test groups: the rooms (the model card's headline test), the rooms as a DHT11 reports
+    # them, and the outdoor sensor. Validation (selection, baseline tuning) pools all three.
+    groups = {"indoor": values}
+    for name, cols, whole in GROUPS:
+        t, v = load_windows(args.data, cols, whole)
+        assert np.array_equal(t, times), f"{name}: other windows than the rooms'"
+        groups[name] = v
+    train_series = np.concatenate([groups[g] if g in groups else load_windows(args.data, c, w)[1]
+                                   for g, c, w in RECIPES[args.recipe]])
+    log(f"recipe {args.recipe}: {train_series.shape[0]} training series")
 
     train_mask = times < val_start
-    flat = values[:, train_mask, :].reshape(-1, 2)
+    flat = train_series[:, train_mask, :].reshape(-1, 2)
     norm = Norm(flat.mean(0), flat.std(0))
+    val_series = np.concatenate(list(groups.values()))
     parts = {
-        "train": samples(times, values, int(times[0]), val_start),
-        "val": samples(times, values, val_start, test_start),
+        "train": samples(times, train_series, int(times[0]), val_start),
+        "val": samples(times, val_series, val_start, test_start),
         "test": samples(times, values, test_start, end),
     }
     data = {"norm": norm}
@@ -385,6 +429,27 @@ def main() -> None:
     }
     for name, m in test.items():
         log(f"test {name:15s} " + "  ".join(f"{f} MAE {m[f]['mae']:.4f} RMSE {m[f]['rmse']:.4f}" for f in FEATURES))
+    group_test = {}
+    for g, v in groups.items():
+        gx, gy, _ = samples(times, v, test_start, end)
+        gxn = norm.fwd(gx)
+        group_test[g] = {
+            "samples": int(len(gx)),
+            "model": metrics(norm.inv(predict(model, gxn)), gy),
+            "persistence": metrics(persistence(gx), gy),
+            "seasonal_naive": metrics(seasonal(gx), gy),
+            "ridge": metrics(norm.inv(ridge_predict(gxn, r_coef, r_icpt, r_lags)), gy),
+            "linear_l1": metrics(norm.inv(ridge_predict(gxn, l_coef, l_icpt, l_lags)), gy),
+        }
+        p = group_test[g]["persistence"]
+        log(
+            f"group {g:16s} "
+            + "  ".join(
+                f"{n} {group_test[g][n]['temperature']['mae'] / p['temperature']['mae']:.3f}/"
+                f"{group_test[g][n]['humidity']['mae'] / p['humidity']['mae']:.3f}"
+                for n in ("model", "linear_l1", "ridge")
+            )
+        )
 
     # Export.
     args.out.mkdir(parents=True, exist_ok=True)
@@ -446,6 +511,13 @@ def main() -> None:
             "sample_seconds": SAMPLE_S,
             "rooms": ROOMS,
             "columns": [[f"T{r}", f"RH_{r}"] for r in ROOMS],
+            "recipe": args.recipe,
+            "training_series": [
+                {"name": g, "columns": [list(c) for c in (cols or [(f"T{r}", f"RH_{r}") for r in ROOMS])],
+                 "rounded_to_whole_units": whole}
+                for g, cols, whole in RECIPES[args.recipe]
+            ],
+            "validation_series": "the test groups pooled: the rooms, the rooms rounded, T6/RH_6",
             "resampling": "30-minute window means (window start = unix time floored to 1800 s, "
             "dates read as UTC); windows missing any of their 3 samples are dropped",
         },
@@ -460,7 +532,7 @@ def main() -> None:
             "end": end,
             "samples": {k: int(len(v[0])) for k, v in parts.items()},
         },
-        "metrics": {"test": test, "validation": val_all},
+        "metrics": {"test": test, "validation": val_all, "test_groups": group_test},
         "baselines": {
             "persistence": "next window = last input window",
             "seasonal_naive": f"next window = the window {SEASON} windows (24 h) earlier",

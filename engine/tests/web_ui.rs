@@ -167,6 +167,8 @@ fn the_web_ui_shows_the_job_and_a_device_chart_that_grows() {
         serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("json")
     };
     assert_eq!(http_status(&format!("{base}/ui/"), None), 401);
+    // The login form's stylesheet is public; the data is not.
+    assert_eq!(http_status(&format!("{base}/ui/app.css"), None), 200);
     assert_eq!(http_status(&format!("{base}/v1/jobs"), None), 401);
     assert_eq!(
         http_status(&format!("{base}/v1/jobs"), Some("flowcast_session=guessed")),

@@ -437,6 +437,15 @@ fn consume(
         let _ = activator.activate();
         return Ok(());
     }
+    let starts: Vec<(i32, i64)> = tpl
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect();
+    let lag = super::source_lag::SourceLag::start(&cfg.job, &cfg.settings, &cfg.topic, &starts);
     let mut batch = RawBatch::default();
     while !cfg.shutdown.load(Ordering::Relaxed) && !cfg.stop.load(Ordering::Relaxed) {
         let mut finished = Vec::new();
@@ -463,6 +472,7 @@ fn consume(
             batch
                 .bytes
                 .extend_from_slice(msg.payload().unwrap_or_default());
+            lag.read(p, msg.offset());
             batch.msgs.push(RawMsg {
                 partition: p,
                 offset: msg.offset(),
