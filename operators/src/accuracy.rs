@@ -64,16 +64,17 @@ pub struct GuardSettings {
 }
 
 impl GuardSettings {
-    /// Default [`margin`](Self::margin).
-    pub const DEFAULT_MARGIN: f64 = 0.05;
-    /// Default [`hysteresis`](Self::hysteresis): the model speaks again once its error is
-    /// at most 0.95 × persistence's.
-    pub const DEFAULT_HYSTERESIS: f64 = 0.10;
+    /// Default [`margin`](Self::margin): persistence speaks as soon as the model's rolling
+    /// error is above its (chosen on validation data, models/README.md, "Guard").
+    pub const DEFAULT_MARGIN: f64 = 0.0;
+    /// Default [`hysteresis`](Self::hysteresis): the model speaks again as soon as its
+    /// rolling error is below persistence's.
+    pub const DEFAULT_HYSTERESIS: f64 = 0.0;
     /// Default [`warm_up`](Self::warm_up): a day of 30-minute windows.
     pub const DEFAULT_WARM_UP: u32 = 48;
-    /// Default [`warm_up_serves`](Self::warm_up_serves): a model is not trusted on a sensor
-    /// until it has been seen to beat persistence there.
-    pub const DEFAULT_WARM_UP_SERVES: ForecasterKind = ForecasterKind::Persistence;
+    /// Default [`warm_up_serves`](Self::warm_up_serves): the model, which was trained for
+    /// indoor and outdoor sensors and for a DHT11's whole units.
+    pub const DEFAULT_WARM_UP_SERVES: ForecasterKind = ForecasterKind::Model;
 }
 
 impl Default for GuardSettings {
@@ -99,9 +100,9 @@ pub struct AccuracySettings {
 }
 
 impl AccuracySettings {
-    /// Default [`half_life`](Self::half_life): a day of 30-minute windows (chosen with the
-    /// guard's defaults).
-    pub const DEFAULT_HALF_LIFE: f64 = 48.0;
+    /// Default [`half_life`](Self::half_life): half a day of 30-minute windows (chosen with
+    /// the guard's defaults).
+    pub const DEFAULT_HALF_LIFE: f64 = 24.0;
 
     /// Defaults for `sensor`: its temperature range, 0–100 %RH (any sensor's humidity is
     /// physically bounded there, whatever range it is specified for), the guard on.

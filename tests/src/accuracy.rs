@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The default `accuracy-half-life`, windows.
-pub const HALF_LIFE: f64 = 48.0;
+pub const HALF_LIFE: f64 = 24.0;
 
 /// The guard's settings as a job spec states them.
 #[derive(Debug, Clone, Copy)]
@@ -28,10 +28,10 @@ impl Default for Guard {
     /// The defaults of `jobs/dht11-forecast.toml`.
     fn default() -> Self {
         Guard {
-            margin: 0.05,
-            hysteresis: 0.10,
+            margin: 0.0,
+            hysteresis: 0.0,
             warm_up: 48,
-            warm_up_persistence: true,
+            warm_up_persistence: false,
         }
     }
 }
