@@ -314,6 +314,9 @@ def main() -> None:
         "sensor T6/RH_6 and the weather station T_out/RH_out (train period only) and the rooms "
         "rounded to whole units (a DHT11)",
     )
+    ap.add_argument("--repeat-rooms", type=int, default=3,
+                    help="the indoor rooms appear this many times among the training series "
+                    "(weighs the indoor test against the other groups)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -336,7 +339,8 @@ def main() -> None:
         assert np.array_equal(t, times), f"{name}: other windows than the rooms'"
         groups[name] = v
     train_series = np.concatenate([groups[g] if g in groups else load_windows(args.data, c, w)[1]
-                                   for g, c, w in RECIPES[args.recipe]])
+                                   for g, c, w in RECIPES[args.recipe]]
+                                  + [values] * (args.repeat_rooms - 1))
     log(f"recipe {args.recipe}: {train_series.shape[0]} training series")
 
     train_mask = times < val_start
@@ -517,6 +521,7 @@ def main() -> None:
                  "rounded_to_whole_units": whole}
                 for g, cols, whole in RECIPES[args.recipe]
             ],
+            "rooms_repeated": args.repeat_rooms,
             "validation_series": "the test groups pooled: the rooms, the rooms rounded, T6/RH_6",
             "resampling": "30-minute window means (window start = unix time floored to 1800 s, "
             "dates read as UTC); windows missing any of their 3 samples are dropped",

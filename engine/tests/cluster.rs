@@ -21,9 +21,10 @@ use flowcast_tests::forecast::{
     as_input, check_exactly_once, exactly_once_spec, params, recorded_input, spec_with_model,
 };
 use flowcast_tests::{kafka, reference, wait};
+use promql::urlencode;
 use std::process::Command;
 use std::time::Duration;
-use test_cluster::{BIN, TestCluster, free_port, kill_9, repo, running, urlencode};
+use test_cluster::{BIN, TestCluster, free_port, kill_9, repo, running};
 
 /// Waits until the job has been restarted `restarts` times and runs again.
 fn recovered(c: &Client, id: &str, restarts: u64, what: &str) -> JobView {

@@ -64,11 +64,11 @@ pub struct GuardSettings {
 }
 
 impl GuardSettings {
-    /// Default [`margin`](Self::margin): persistence speaks as soon as the model's rolling
-    /// error is above its (chosen on validation data, models/README.md, "Guard").
-    pub const DEFAULT_MARGIN: f64 = 0.0;
-    /// Default [`hysteresis`](Self::hysteresis): the model speaks again as soon as its
-    /// rolling error is below persistence's.
+    /// Default [`margin`](Self::margin): persistence speaks once the model's rolling error
+    /// is 20 % above its (chosen on validation data, models/README.md, "Guard").
+    pub const DEFAULT_MARGIN: f64 = 0.2;
+    /// Default [`hysteresis`](Self::hysteresis): none; the model speaks again once its
+    /// rolling error is back under 1.2 × persistence's.
     pub const DEFAULT_HYSTERESIS: f64 = 0.0;
     /// Default [`warm_up`](Self::warm_up): a day of 30-minute windows.
     pub const DEFAULT_WARM_UP: u32 = 48;
@@ -100,9 +100,9 @@ pub struct AccuracySettings {
 }
 
 impl AccuracySettings {
-    /// Default [`half_life`](Self::half_life): half a day of 30-minute windows (chosen with
-    /// the guard's defaults).
-    pub const DEFAULT_HALF_LIFE: f64 = 24.0;
+    /// Default [`half_life`](Self::half_life): 6 hours of 30-minute windows (chosen with the
+    /// guard's defaults).
+    pub const DEFAULT_HALF_LIFE: f64 = 12.0;
 
     /// Defaults for `sensor`: its temperature range, 0–100 %RH (any sensor's humidity is
     /// physically bounded there, whatever range it is specified for), the guard on.

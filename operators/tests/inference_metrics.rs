@@ -194,6 +194,23 @@ fn test_metrics_reproduce_from_the_artifact_and_the_real_data_and_meet_acceptanc
             r.mae
         );
     }
+    // No regression against the rooms-only artifact issue 17 started from
+    // (`dht11_lstm-h32-faf2f497acc1`: 0.748 / 0.719 × persistence on these samples).
+    for (feature, m, p, bound) in [
+        (
+            "temperature",
+            model.temperature,
+            persistence.temperature,
+            0.748,
+        ),
+        ("humidity", model.humidity, persistence.humidity, 0.719),
+    ] {
+        let ratio = m.mae / p.mae;
+        assert!(
+            ratio <= bound,
+            "{feature}: {ratio:.4} × persistence, the previous artifact had {bound}"
+        );
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// The default `accuracy-half-life`, windows.
-pub const HALF_LIFE: f64 = 24.0;
+pub const HALF_LIFE: f64 = 12.0;
 
 /// The guard's settings as a job spec states them.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +28,7 @@ impl Default for Guard {
     /// The defaults of `jobs/dht11-forecast.toml`.
     fn default() -> Self {
         Guard {
-            margin: 0.0,
+            margin: 0.2,
             hysteresis: 0.0,
             warm_up: 48,
             warm_up_persistence: false,

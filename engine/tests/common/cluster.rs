@@ -106,18 +106,6 @@ pub fn kill_9(pid: &str) {
     assert!(status.success(), "kill -9 {pid}");
 }
 
-/// Percent-encodes `s` for a URL query.
-pub fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Waits until the job is running at `workers` workers with every process ready.
 pub fn running(c: &Client, id: &str, workers: u32, what: &str) -> JobView {
     wait::poll_for(Duration::from_secs(90), || {

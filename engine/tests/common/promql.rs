@@ -148,7 +148,7 @@ fn strip_threshold(side: &str) -> &str {
 }
 
 /// Percent-encodes a query parameter (everything but the unreserved characters).
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -5,11 +5,11 @@
 //! kind = "torchscript"
 //! path = "../models/dht11_lstm.pt"
 //! guard = "persistence"          # persistence | off
-//! guard-margin = 0.0             # persistence speaks once the model's error is above its
+//! guard-margin = 0.2             # persistence speaks once the model's error is 20 % above its
 //! guard-hysteresis = 0.0         # ... until it is back at 1 + margin − hysteresis × persistence's
 //! guard-warm-up = 48             # windows scored before the guard decides
 //! guard-warm-up-serves = "model" # or "persistence": who speaks before
-//! accuracy-half-life = 24        # windows: the rolling errors' half-life
+//! accuracy-half-life = 12        # windows: the rolling errors' half-life
 //! ```
 //!
 //! The defaults live in [`flowcast_operators::accuracy`] and were chosen on the
@@ -159,14 +159,14 @@ mod tests {
     fn settings_round_trip_and_bad_values_are_named() {
         let text = REFERENCE
             .replace("guard = \"persistence\"", "guard = \"off\"")
-            .replace("guard-margin = 0.0", "guard-margin = 0.2")
+            .replace("guard-margin = 0.2", "guard-margin = 0.1")
             .replace(
                 "guard-warm-up-serves = \"model\"",
                 "guard-warm-up-serves = \"persistence\"",
             );
         let g = guard_of(&text);
         assert_eq!(g.guard, GuardMode::Off);
-        assert_eq!(g.guard_margin, 0.2);
+        assert_eq!(g.guard_margin, 0.1);
         assert_eq!(g.guard_warm_up_serves, ForecasterKind::Persistence);
         assert!(g.settings(SensorKind::Dht11).guard.is_none());
         let spec = JobSpec::parse(&text, Path::new("j.toml")).expect("valid");
@@ -177,11 +177,11 @@ mod tests {
         );
         for (from, to, key) in [
             (
-                "accuracy-half-life = 24.0",
+                "accuracy-half-life = 12.0",
                 "accuracy-half-life = 0.0",
                 "accuracy-half-life",
             ),
-            ("guard-margin = 0.0", "guard-margin = nan", "guard-margin"),
+            ("guard-margin = 0.2", "guard-margin = nan", "guard-margin"),
             (
                 "guard-hysteresis = 0.0",
                 "guard-hysteresis = 2.0",
