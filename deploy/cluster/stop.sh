@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stops what deploy/cluster/start.sh started (by its recorded PIDs): the nodes first —
-# their job processes exit with them — then the coordinator.
+# Stops what deploy/cluster/start.sh started (by its recorded PIDs): the coordinator first
+# (so that no job is restarted on the nodes being stopped), then the nodes — their job
+# processes exit with them.
 #
 #   deploy/cluster/stop.sh [--port 8081]
 set -euo pipefail
@@ -18,6 +19,6 @@ stop_pid() {
   rm -f "$f"
 }
 shopt -s nullglob
-for f in "$RUN"/node-*.pid; do stop_pid "$f"; done
 stop_pid "$RUN/coordinator.pid"
+for f in "$RUN"/node-*.pid; do stop_pid "$f"; done
 echo "cluster on port $PORT stopped"

@@ -101,8 +101,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.processes > 1 {
         exit_when_a_peer_is_lost();
     }
-    if std::env::var_os("FLOWCAST_EXIT_WITH_PARENT").is_some() {
-        exit_with_parent()?;
+    if let Some(v) = std::env::var_os("FLOWCAST_EXIT_WITH_PARENT") {
+        exit_with_parent(v.to_str().and_then(|v| v.parse().ok()))?;
     }
     let exec = Execution {
         workers: args.workers,
@@ -187,9 +187,11 @@ fn exit_when_a_peer_is_lost() {
 
 /// A cluster node's child: when the node dies (even by `kill -9`), its job processes must
 /// not run on as orphans nobody supervises; the coordinator restarts the job elsewhere.
-/// Watches the parent process and exits when it is gone (re-parented).
-fn exit_with_parent() -> anyhow::Result<()> {
-    let parent = std::os::unix::process::parent_id();
+/// Watches the parent process and exits when it is gone (re-parented). `expected` is the
+/// node's pid as the node passed it: a node that died while this process was starting
+/// (before it could read its parent) is noticed too.
+fn exit_with_parent(expected: Option<u32>) -> anyhow::Result<()> {
+    let parent = expected.unwrap_or_else(std::os::unix::process::parent_id);
     std::thread::Builder::new()
         .name("flowcast-parent".into())
         .spawn(move || {

@@ -280,7 +280,9 @@ fn start(cfg: &NodeConfig, agent: &ureq::Agent, l: &Launch) -> anyhow::Result<Ch
         // The control token goes through the environment, never argv.
         .env("FLOWCAST_CONTROL_TOKEN", &l.control_token)
         .env_remove("FLOWCAST_CONTROL_TOKEN_FILE")
-        .env("FLOWCAST_EXIT_WITH_PARENT", "1")
+        // The node's pid: a child whose node died before it looked still knows whom to
+        // watch.
+        .env("FLOWCAST_EXIT_WITH_PARENT", std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
