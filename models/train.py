@@ -69,12 +69,8 @@ GROUPS = [
 # period only, as the split below says.
 RECIPES = {
     "rooms": [("indoor", None, False)],
-    "houses": [
-        ("indoor", None, False),
-        ("outdoor T6/RH_6", [("T6", "RH_6")], False),
-        ("station T_out/RH_out", [("T_out", "RH_out")], False),
-        ("indoor as DHT11", [(f"T{r}", f"RH_{r}") for r in ROOMS], True),
-    ],
+    "houses": [("indoor", None, False), GROUPS[1], ("station T_out/RH_out", [("T_out", "RH_out")], False),
+               GROUPS[0]],
 }
 CREDIT = (
     "UCI Appliances Energy Prediction data set: L. M. Candanedo, V. Feldheim, D. Deramaix, "
@@ -314,9 +310,8 @@ def main() -> None:
         "sensor T6/RH_6 and the weather station T_out/RH_out (train period only) and the rooms "
         "rounded to whole units (a DHT11)",
     )
-    ap.add_argument("--repeat-rooms", type=int, default=3,
-                    help="the indoor rooms appear this many times among the training series "
-                    "(weighs the indoor test against the other groups)")
+    ap.add_argument("--repeat-rooms", type=int, default=3, help="times the indoor rooms appear "
+                    "among the training series (weighs the indoor test against the other groups)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)

@@ -47,13 +47,26 @@ class Browser:
         return e and self.call("GET", f"/element/{e}/text")
 
     def until(self, what, cond, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            v = cond()
-            if v:
-                return v
-            time.sleep(0.01)
-        raise RuntimeError(f"timed out waiting for {what}")
+        return until(what, cond, timeout)
+
+
+def until(what, cond, timeout=60, every=0.01):
+    """cond()'s first truthy answer, asked every `every` s until `timeout` s have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(every)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def answers(url):
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        return True
+    except OSError:
+        return False
 
 
 def main():
@@ -64,15 +77,7 @@ def main():
         driver = subprocess.Popen(["chromedriver", f"--port={port}"], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        until("chromedriver", lambda: answers(f"http://127.0.0.1:{port}/status"), 30, 0.05)
         b = Browser(port)
         try:
             run(b, url, token, job, device, search, runs)

@@ -113,8 +113,7 @@ pub fn job_detail(s: &Shared, id: &str) -> Result<JobView, Refusal> {
             })
             .unwrap_or_default();
         if let Some(text) = super::loops::scrape(&agent, &p.host, p.metrics_port)
-            && let Some(w) = super::loops::series_min(&text, "flowcast_window_watermark_seconds")
-                .map(|s| s * 1e3)
+            && let Some(w) = super::ui::graph::watermark_ms(&super::ui::graph::parse(&text))
         {
             watermark = Some(watermark.map_or(w, |m: f64| m.min(w)));
         }

@@ -76,18 +76,6 @@ pub fn series_sum(text: &str, name: &str) -> Option<f64> {
     found
 }
 
-/// The minimum of a series' values.
-pub fn series_min(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            (rest.starts_with(' ') || rest.starts_with('{'))
-                .then(|| rest.rsplit(' ').next()?.parse::<f64>().ok())
-                .flatten()
-        })
-        .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
-}
-
 /// Reads one process's `/metrics`.
 pub fn scrape(agent: &ureq::Agent, host: &str, port: u16) -> Option<String> {
     let mut r = agent

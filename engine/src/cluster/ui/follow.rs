@@ -12,7 +12,6 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -232,13 +231,13 @@ impl Devices {
     }
 }
 
-/// A thread following one job's output topic.
+/// A thread following one job's output topic, for as long as the coordinator runs (its
+/// memory is bounded by the devices it keeps).
 #[derive(Debug)]
 pub struct Follower {
     /// The topic.
     pub topic: String,
     devices: Mutex<Devices>,
-    stop: AtomicBool,
 }
 
 impl Follower {
@@ -255,11 +254,6 @@ impl Follower {
              new points arrive when a checkpoint commits.",
             self.topic
         )
-    }
-
-    /// Asks the thread to end.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -287,7 +281,6 @@ pub fn follow(
     let follower = Arc::new(Follower {
         topic: topic.to_owned(),
         devices: Mutex::new(Devices::new(max_devices)),
-        stop: AtomicBool::new(false),
     });
     let f = Arc::clone(&follower);
     let topic = topic.to_owned();
@@ -300,10 +293,11 @@ pub fn follow(
 
 fn run(consumer: &BaseConsumer, topic: &str, f: &Follower) {
     let mut assigned = 0usize;
-    let mut since_metadata = std::time::Instant::now() - Duration::from_secs(60);
-    while !f.stop.load(Ordering::Relaxed) {
-        if since_metadata.elapsed() >= Duration::from_secs(10) {
-            since_metadata = std::time::Instant::now();
+    // When the topic's partitions were last looked up (they may grow).
+    let mut looked: Option<std::time::Instant> = None;
+    loop {
+        if looked.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            looked = Some(std::time::Instant::now());
             match partitions(consumer, topic) {
                 Ok(n) if n > assigned => {
                     let mut tpl = TopicPartitionList::new();

@@ -176,6 +176,16 @@ fn label<'a>(s: &'a Sample, key: &str) -> Option<&'a str> {
     s.1.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// The job's watermark in `samples` (ms since the Unix epoch): the lowest of its window
+/// operators'. A worker that has seen no watermark yet reports 0, which is not one.
+pub fn watermark_ms(samples: &[Sample]) -> Option<f64> {
+    samples
+        .iter()
+        .filter(|x| x.0 == "flowcast_window_watermark_seconds" && x.2 > 0.0)
+        .map(|x| x.2 * 1e3)
+        .reduce(f64::min)
+}
+
 /// Sums `name` over every sample whose labels match `filter`.
 fn sum(samples: &[Sample], name: &str, filter: impl Fn(&Sample) -> bool) -> f64 {
     samples

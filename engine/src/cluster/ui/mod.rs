@@ -109,14 +109,6 @@ impl UiState {
             .get(id)
             .is_some_and(|t| t.elapsed() < SESSION_TTL)
     }
-
-    /// Stops following jobs the coordinator no longer runs.
-    pub fn forget(&self, job: &str) {
-        if let Some(f) = lock(&self.followers).remove(job) {
-            f.stop();
-        }
-        lock(&self.samples).remove(job);
-    }
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<&str> {
@@ -272,12 +264,7 @@ fn sample_graph(s: &Shared, id: &str) -> Result<graph::Graph, Failure> {
             samples.extend(graph::parse(&text));
         }
     }
-    let watermark_ms = samples
-        .iter()
-        // A worker that has seen no watermark yet reports 0: not the job's watermark.
-        .filter(|x| x.0 == "flowcast_window_watermark_seconds" && x.2 > 0.0)
-        .map(|x| x.2 * 1e3)
-        .reduce(f64::min);
+    let watermark_ms = graph::watermark_ms(&samples);
     let (mut operators, edges) = graph::totals(&spec, &samples);
     let accuracy = graph::accuracy(&spec, &samples);
     let now = Instant::now();
