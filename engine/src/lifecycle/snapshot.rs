@@ -83,7 +83,7 @@ pub struct OperatorSnapshot {
 /// Serde of state blobs as bytes rather than sequences of `u8`: bincode writes the same
 /// bytes either way (so earlier files still read), but as one copy instead of a call per
 /// byte (bincode of 100 k devices' state: ~90 → ~60 ms in one contended measurement).
-mod blob {
+pub(crate) mod blob {
     use serde::de::{Deserializer, SeqAccess, Visitor};
     use serde::{Deserialize, Serialize, Serializer};
     use std::collections::BTreeMap;
@@ -146,6 +146,19 @@ mod blob {
         ) -> Result<BTreeMap<K, Vec<u8>>, D::Error> {
             let m = BTreeMap::<K, De>::deserialize(d)?;
             Ok(m.into_iter().map(|(k, v)| (k, v.0)).collect())
+        }
+    }
+
+    /// One blob, for `#[serde(with = "…::blob::bytes")]` on a `Vec<u8>` field.
+    pub(crate) mod bytes {
+        use super::*;
+
+        pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            Ser(v).serialize(s)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+            Ok(De::deserialize(d)?.0)
         }
     }
 

@@ -242,6 +242,24 @@ impl RestoredState {
         self
     }
 
+    /// The same state with every partition's bytes rewritten by `f` (a migration of
+    /// per-partition state).
+    ///
+    /// # Errors
+    /// [`StateError::Decode`] with `f`'s message when it refuses a partition's bytes.
+    pub fn map_partitions(
+        mut self,
+        f: impl Fn(&[u8]) -> Result<Vec<u8>, String>,
+    ) -> Result<Self, StateError> {
+        for (p, bytes) in &mut self.partitions {
+            *bytes = f(bytes).map_err(|detail| StateError::Decode {
+                operator: self.operator.clone(),
+                detail: format!("partition {p}: {detail}"),
+            })?;
+        }
+        Ok(self)
+    }
+
     fn decode<S: DeserializeOwned>(&self, bytes: &[u8]) -> Result<S, StateError> {
         bincode::deserialize(bytes).map_err(|e| StateError::Decode {
             operator: self.operator.clone(),

@@ -19,7 +19,7 @@
 //!   open transaction), and commits the batches the progress does not cover, each under
 //!   its old slot's id and progress key.
 
-use super::exactly_once::Staged;
+use super::staged::{StagedBatch, StagedRecord};
 use crate::kafka::ClientSettings;
 use crate::kafka::admin::{AdminError, TopicAdmin, TopicSpec};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -41,7 +41,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One output's staged records of one checkpoint interval, shared (never copied) between
 /// the operator, its snapshots and the committer.
-pub type Part = (Arc<str>, Arc<Vec<Staged>>);
+pub type Part = (Arc<str>, Arc<StagedBatch>);
 
 /// Staged output of one slot and run: checkpoint id → each output's part.
 pub type Batches = BTreeMap<u64, Vec<Part>>;
@@ -257,8 +257,8 @@ fn commit(
         p.begin_transaction()
             .map_err(|e| format!("begin_transaction: {e}"))?;
         for (topic, part) in records {
-            for s in part.iter() {
-                send(p, topic, s.key.as_deref(), &s.value, headers(&s.headers))?;
+            for r in part.iter() {
+                send(p, topic, r.key, r.value, headers(&r))?;
             }
         }
         send(p, &progress, Some(key.as_bytes()), value.as_bytes(), None)?;
@@ -282,14 +282,15 @@ fn commit(
     }
 }
 
-fn headers(h: &[(String, Vec<u8>)]) -> Option<OwnedHeaders> {
-    (!h.is_empty()).then(|| {
-        h.iter().fold(OwnedHeaders::new_with_capacity(h.len()), |acc, (k, v)| {
-            acc.insert(Header {
-                key: k,
-                value: Some(v),
+fn headers(r: &StagedRecord<'_>) -> Option<OwnedHeaders> {
+    (r.header_count() > 0).then(|| {
+        r.headers()
+            .fold(OwnedHeaders::new_with_capacity(r.header_count()), |acc, (k, v)| {
+                acc.insert(Header {
+                    key: k,
+                    value: Some(v),
+                })
             })
-        })
     })
 }
 

@@ -24,6 +24,7 @@
 //! checkpoint pace: within a checkpoint interval (plus the commit) of its window closing.
 
 use super::committer::{self, Batches, Cmd, CommitterConfig, Part, Shared};
+use super::staged::StagedBatch;
 use super::{KafkaRecord, KafkaSinkConfig};
 use crate::lifecycle::{EpochContext, Operator, RestoredState, StateError, StateWriter};
 use crate::sinks::{Sink, SinkContext};
@@ -53,33 +54,60 @@ pub enum Delivery {
     ExactlyOnce,
 }
 
-/// One output record as staged: what the producer will send.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Staged {
-    /// Message key.
-    pub key: Option<Vec<u8>>,
-    /// Message value.
-    pub value: Vec<u8>,
-    /// Message headers.
-    pub headers: Vec<(String, Vec<u8>)>,
+/// The batches of the earlier state version (1): a record per allocation.
+mod v1 {
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Deserialize)]
+    pub(super) struct Staged {
+        pub key: Option<Vec<u8>>,
+        pub value: Vec<u8>,
+        pub headers: Vec<(String, Vec<u8>)>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct SlotBatches {
+        pub slot: u32,
+        pub run: u64,
+        pub batches: BTreeMap<u64, Vec<Staged>>,
+    }
 }
 
-impl Staged {
-    fn of<D: KafkaRecord>(r: &D) -> Self {
-        let headers = r
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|x| (x.key.to_owned(), x.value.map(<[u8]>::to_vec).unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        Staged {
-            key: r.key().map(<[u8]>::to_vec),
-            value: r.value(),
-            headers,
-        }
-    }
+/// Version-1 state (a `Vec` of records per batch) as version 2 (one buffer per batch).
+fn migrate_v1(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let old: Vec<v1::SlotBatches> = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+    let new: Vec<SlotBatches> = old
+        .into_iter()
+        .map(|s| SlotBatches {
+            slot: s.slot,
+            run: s.run,
+            batches: s
+                .batches
+                .into_iter()
+                .map(|(id, records)| {
+                    let mut b = StagedBatch::new();
+                    for r in &records {
+                        let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+                        b.push(r.key.as_deref(), &r.value, headers);
+                    }
+                    (id, Arc::new(b))
+                })
+                .collect(),
+        })
+        .collect();
+    bincode::serialize(&new).map_err(|e| e.to_string())
+}
+
+/// Stages `r` (and, for predictions, when its window closed) into `batch`.
+fn stage<D: KafkaRecord>(batch: &mut StagedBatch, r: &D, closed: Option<&[u8]>) {
+    let owned = r.headers();
+    let own = owned
+        .iter()
+        .flat_map(|h| h.iter())
+        .map(|h| (h.key, h.value.unwrap_or_default()));
+    let closed = closed.map(|c| (WINDOW_CLOSED_HEADER, c));
+    batch.push(r.key(), &r.value(), own.chain(closed));
 }
 
 /// One slot's batches in an output's snapshot (shared with the operator: a snapshot
@@ -88,7 +116,7 @@ impl Staged {
 struct SlotBatches {
     slot: u32,
     run: u64,
-    batches: BTreeMap<u64, Arc<Vec<Staged>>>,
+    batches: BTreeMap<u64, Arc<StagedBatch>>,
 }
 
 /// The worker's exactly-once outputs' meeting point: gathers their batches per checkpoint
@@ -174,7 +202,7 @@ impl Hub {
 
     /// One output's batch of checkpoint `id`; when every output has handed `id` over, the
     /// batches up to it go to the committer.
-    fn ready(&self, id: u64, topic: &Arc<str>, records: &Arc<Vec<Staged>>) {
+    fn ready(&self, id: u64, topic: &Arc<str>, records: &Arc<StagedBatch>) {
         self.start_once();
         let mut st = self.st.borrow_mut();
         let outputs = st.outputs;
@@ -229,10 +257,10 @@ pub struct ExactlyOnceOperator<D> {
     topic: Arc<str>,
     hub: std::rc::Rc<Hub>,
     metrics: SinkMetrics,
-    staged: Vec<Staged>,
+    staged: StagedBatch,
     /// This run's batches by checkpoint id, not known committed; `handed` of them are with
     /// the hub.
-    awaiting: BTreeMap<u64, Arc<Vec<Staged>>>,
+    awaiting: BTreeMap<u64, Arc<StagedBatch>>,
     handed: u64,
     recovered: Vec<SlotBatches>,
     /// Set when the job stopped at a snapshot, and when it is shutting down on a failure:
@@ -267,7 +295,7 @@ impl<D: KafkaRecord> ExactlyOnceOperator<D> {
             topic: topic.into(),
             metrics: SinkMetrics::new(job, KafkaSinkConfig::KIND, id, worker),
             hub,
-            staged: Vec::new(),
+            staged: StagedBatch::new(),
             awaiting: BTreeMap::new(),
             handed: 0,
             recovered: Vec::new(),
@@ -309,6 +337,22 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
         &self.id
     }
 
+    /// 2: a batch is one buffer ([`StagedBatch`]); 1: a `Vec` of records.
+    fn state_version(&self) -> u32 {
+        2
+    }
+
+    fn migrate(&self, state: RestoredState) -> Result<RestoredState, StateError> {
+        if state.version() != 1 {
+            return Err(StateError::Version {
+                operator: self.id.clone(),
+                found: state.version(),
+                supported: self.state_version(),
+            });
+        }
+        Ok(state.map_partitions(migrate_v1)?.with_version(2))
+    }
+
     fn restore(&mut self, state: RestoredState) -> Result<(), StateError> {
         for entry in state.partitions::<Vec<SlotBatches>>() {
             self.recovered.extend(entry?.1);
@@ -330,13 +374,9 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
                     .unwrap_or_default();
                 now.saturating_sub(elapsed).as_millis().to_string().into_bytes()
             });
-        self.staged.extend(records.iter().map(|r| {
-            let mut s = Staged::of(r);
-            if let Some(c) = &closed {
-                s.headers.push((WINDOW_CLOSED_HEADER.to_owned(), c.clone()));
-            }
-            s
-        }));
+        for r in &records {
+            stage(&mut self.staged, r, closed.as_deref());
+        }
     }
 
     fn on_epoch_complete(&mut self, _: &EpochContext, _: &mut Vec<()>) {
@@ -394,13 +434,47 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
         if self.stopped.load(Ordering::SeqCst) || self.shutdown.load(Ordering::SeqCst) {
             return;
         }
-        let mut rest: Vec<Staged> = self
-            .awaiting
-            .range(self.handed.saturating_add(1)..)
-            .flat_map(|(_, r)| r.iter().cloned())
-            .collect();
-        rest.append(&mut self.staged);
+        let mut rest = StagedBatch::new();
+        for (_, r) in self.awaiting.range(self.handed.saturating_add(1)..) {
+            rest.extend_from(r);
+        }
+        rest.extend_from(&self.staged);
+        self.staged = StagedBatch::new();
         self.hub.ready(u64::MAX, &self.topic, &Arc::new(rest));
         self.handed = u64::MAX;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type V1Record = (Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+    #[test]
+    fn version_1_batches_migrate_to_one_buffer_each() {
+        // Version 1's layout: a struct encodes as its fields in order.
+        let header = vec![(WINDOW_CLOSED_HEADER.to_owned(), b"17".to_vec())];
+        let v1: Vec<(u32, u64, BTreeMap<u64, Vec<V1Record>>)> = vec![(
+            2,
+            0xabc,
+            BTreeMap::from([
+                (7, vec![(Some(b"room-1".to_vec()), b"{}".to_vec(), header)]),
+                (9, vec![(None, b"x".to_vec(), vec![]), (None, b"y".to_vec(), vec![])]),
+            ]),
+        )];
+        let bytes = migrate_v1(&bincode::serialize(&v1).expect("encode")).expect("migrate");
+        let v2: Vec<SlotBatches> = bincode::deserialize(&bytes).expect("decode version 2");
+        assert_eq!((v2.len(), v2[0].slot, v2[0].run), (1, 2, 0xabc));
+        let first: Vec<_> = v2[0].batches[&7].iter().collect();
+        assert_eq!(first.len(), 1);
+        assert_eq!((first[0].key, first[0].value), (Some(&b"room-1"[..]), &b"{}"[..]));
+        assert_eq!(
+            first[0].headers().collect::<Vec<_>>(),
+            vec![(WINDOW_CLOSED_HEADER, &b"17"[..])]
+        );
+        let values: Vec<&[u8]> = v2[0].batches[&9].iter().map(|r| r.value).collect();
+        assert_eq!(values, vec![&b"x"[..], &b"y"[..]]);
+        assert!(migrate_v1(b"\x01").is_err());
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod committer;
 pub mod exactly_once;
+pub mod staged;
 
 use exactly_once::{Delivery, ExactlyOnceOperator};
 
