@@ -405,6 +405,7 @@ pub fn run_with(spec: &JobSpec, exec: &Execution, opts: RunOptions) -> anyhow::R
     })
     .map_err(|e| anyhow::anyhow!("cannot start the timely workers: {e}"))?;
     let joined: Vec<_> = guards.join();
+    tracing::info!(job = %spec.name, "every worker of this process has finished");
     // Every snapshot the workers took is handed over: the coordinator completes the last
     // checkpoint (a stop's) before the run returns.
     if let Some(c) = coordinator {

@@ -10,9 +10,10 @@
 #      exactly-once, checkpoints every 10 s, readings arriving at 1000/s), --runs times;
 #   3. rescale of a job holding DEVICES devices' state (60 windows each): the output pause
 #      the coordinator measures (stop with a savepoint requested → every new process running),
-#      2 → 3 → 2 workers.
+#      2 → 3 → 2 workers, --runs times.
 #
 #   tests/bench/cluster.sh [--brokers 127.0.0.1:9092] [--runs 3] [--devices 100000]
+#                          [--parts "submit kill rescale"]
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$REPO"
@@ -21,12 +22,14 @@ source tests/bench/job.sh
 BROKERS=127.0.0.1:9092
 RUNS=3
 DEVICES=100000
+PARTS="submit kill rescale"
 PORT=18181
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --brokers) BROKERS="$2"; shift 2 ;;
     --runs) RUNS="$2"; shift 2 ;;
     --devices) DEVICES="$2"; shift 2 ;;
+    --parts) PARTS="$2"; shift 2 ;;
     *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -60,7 +63,11 @@ spec() {
   topics "$name-out" "$name-dead" "$name-late"
 }
 START=1700000000
+part() { [[ " $PARTS " == *" $1 "* ]]; }
+# running: the job $name runs (every process reports its workers running).
+running() { [[ "$(field "$name" state)" == running ]]; }
 
+if part submit; then
 echo "### submit → first prediction (input already in Kafka)"
 echo
 echo "| model | first prediction after the submit |"
@@ -83,6 +90,9 @@ for model in torchscript persistence; do
   fc job cancel "$name" >/dev/null
 done
 
+fi
+
+if part kill; then
 echo
 echo "### kill -9 of a job process → running again → first new committed prediction"
 echo
@@ -96,7 +106,6 @@ spec "$name" "$topic" persistence
 bench_exactly_once "$WORK/$name.toml"
 printf '\n[checkpoint]\nlocation = "%s"\ninterval = "10s"\n' "$WORK/$name-ckpt" >> "$WORK/$name.toml"
 fc job submit "$WORK/$name.toml" --parallelism 3 >/dev/null
-running() { [[ "$(field "$name" state)" == running ]]; }
 until_ok 120 running
 echo "| kill | running again | first committed prediction |"
 echo "| --- | --- | --- |"
@@ -122,6 +131,9 @@ done
 fc job cancel "$name" >/dev/null
 kill "$FEED"; FEED=""
 
+fi
+
+if part rescale; then
 echo
 echo "### rescale of a job holding $DEVICES devices' state"
 echo
@@ -153,7 +165,7 @@ caught_up() { (($(completed) >= c0 + 2)); }
 until_ok 600 caught_up
 echo "| rescale | output pause |"
 echo "| --- | --- |"
-for to in 3 2; do
+for to in $(for _ in $(seq 1 "$RUNS"); do echo 3 2; done); do
   from=$(field "$name" workers)
   fc job rescale "$name" "$to" >/dev/null
   rescaled() { [[ "$(field "$name" state)" == running && "$(field "$name" workers)" == "$to" ]]; }
@@ -161,3 +173,4 @@ for to in 3 2; do
   echo "| $from → $to | $(field "$name" last_rescale_pause_ms) ms |"
 done
 fc job cancel "$name" >/dev/null
+fi

@@ -16,7 +16,7 @@
 //!
 //! Requests come through the job's [`JobControl`] ([`JobControl::request`]): a savepoint
 //! (SIGUSR1, the HTTP endpoint), a stop with a final checkpoint (SIGTERM), a stop with a
-//! savepoint; the coordinator looks at them at least every 100 ms.
+//! savepoint; a request wakes the coordinator, which also looks at least every 100 ms.
 
 use super::{
     CheckpointError, CheckpointInfo, CheckpointStore, CheckpointWriter, Completion, Manifest,
@@ -96,6 +96,8 @@ pub enum Msg {
     Completed(u64, Result<Completion, CheckpointError>),
     /// The job's workers have ended: finish what is in flight, then return.
     Finish,
+    /// A request (savepoint, stop) is waiting in the job's control.
+    Wake,
 }
 
 /// How the coordinator runs.
@@ -143,6 +145,7 @@ impl Coordinator {
         tx: Sender<Msg>,
         rx: Receiver<Msg>,
     ) -> std::io::Result<Self> {
+        cfg.control.wake_on_request(tx.clone());
         let run = Run::new(cfg, tx.clone());
         let thread = std::thread::Builder::new()
             .name("flowcast-checkpoint-coordinator".into())
@@ -268,6 +271,7 @@ impl Run {
                 Ok(Msg::File(f)) => self.on_file(f),
                 Ok(Msg::Completed(id, r)) => self.on_completed(id, r),
                 Ok(Msg::Finish) => self.finish(),
+                Ok(Msg::Wake) => {}
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return self.written,
             }

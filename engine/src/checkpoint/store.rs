@@ -28,6 +28,8 @@ pub struct CheckpointStore {
     location: String,
     store: Arc<dyn ObjectStore>,
     runtime: Arc<Runtime>,
+    /// The directory of a local location.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for CheckpointStore {
@@ -96,6 +98,7 @@ impl CheckpointStore {
                 location: location.to_owned(),
                 store,
                 runtime: Arc::new(runtime),
+                dir: None,
             });
         }
         Self::open_dir(location, create)
@@ -128,7 +131,9 @@ impl CheckpointStore {
             .map_err(|e| location_error(location, e.to_string()))?
             .with_automatic_cleanup(true)
             .with_fsync(true);
-        Self::with_store(location, Arc::new(fs))
+        let mut store = Self::with_store(location, Arc::new(fs))?;
+        store.dir = Some(std::path::PathBuf::from(dir));
+        Ok(store)
     }
 
     /// Wraps any `object_store` backend (tests use the in-memory one).
@@ -143,7 +148,13 @@ impl CheckpointStore {
             location: location.to_owned(),
             store,
             runtime: Arc::new(current_thread_runtime()?),
+            dir: None,
         })
+    }
+
+    /// The directory of a local location (`None` for S3 and wrapped backends).
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
     }
 
     /// The location as it was opened.

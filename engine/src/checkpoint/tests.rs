@@ -57,7 +57,47 @@ fn retention_removes_empty_directories_and_keeps_savepoints() {
     assert!(base.join("chk-4").is_dir());
     let savepoint = base.join("savepoints").join("sp-2");
     assert!(savepoint.join(MANIFEST).exists());
-    assert!(savepoint.join(worker_file_name(0, WORKERS)).exists());
+    let file = savepoint.join(worker_file_name(0, WORKERS));
+    // On one filesystem the savepoint's file is a hard link: its checkpoint's copy is
+    // gone (retention), and the savepoint still loads.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&file).expect("savepoint file").nlink(), 1);
+    let sp = savepoint.display().to_string();
+    load_savepoint(&sp).expect("the savepoint loads without its checkpoint");
+}
+
+#[test]
+fn a_local_savepoint_links_its_files_and_another_backend_gets_copies() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = LocalDirs::new();
+    let dir = suite::Fixture::fresh(&fx);
+    let store = open(&dir);
+    let manifest = suite::checkpoint(&store, 1, 0);
+    let target = open(&format!("{dir}/savepoints/sp-1"));
+    copy_to_savepoint(&store, &manifest, &target).expect("savepoint");
+    let base = std::path::Path::new(&dir);
+    for w in 0..WORKERS {
+        let linked = base
+            .join("savepoints/sp-1")
+            .join(worker_file_name(w, WORKERS));
+        assert_eq!(std::fs::metadata(&linked).expect("file").nlink(), 2);
+    }
+    let memory = CheckpointStore::with_store(
+        "memory",
+        std::sync::Arc::new(object_store::memory::InMemory::new()),
+    )
+    .expect("in-memory store");
+    copy_to_savepoint(&store, &manifest, &memory).expect("copied");
+    let m = read_manifest(&memory, MANIFEST)
+        .expect("read")
+        .expect("its manifest");
+    assert_eq!(m.files.len(), WORKERS);
+    load_manifest(&memory, &m).expect("the copies load");
+    for w in 0..WORKERS {
+        let copied = memory.get(&worker_file_name(w, WORKERS)).expect("read");
+        let original = store.get(&manifest.files[w].path).expect("read");
+        assert_eq!(copied, original);
+    }
 }
 
 #[test]

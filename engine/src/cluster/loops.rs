@@ -34,8 +34,10 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<()> {
         .spawn(move || {
             let agent = agent(Duration::from_millis(800));
             loop {
-                probe(&s, &agent);
-                std::thread::sleep(Duration::from_millis(100));
+                // Every 20 ms while a job waits for its processes (readiness is part of
+                // a restart's and a rescale's pause), else every 100 ms.
+                let waiting = probe(&s, &agent);
+                std::thread::sleep(Duration::from_millis(if waiting { 20 } else { 100 }));
             }
         })?;
     std::thread::Builder::new()
@@ -88,7 +90,8 @@ pub fn scrape(agent: &ureq::Agent, host: &str, port: u16) -> Option<String> {
     r.body_mut().read_to_string().ok()
 }
 
-fn probe(s: &Shared, agent: &ureq::Agent) {
+/// Probes the processes of every scheduling job; whether there were any.
+fn probe(s: &Shared, agent: &ureq::Agent) -> bool {
     // (job, attempt, index, host, port, threads) of every process of a scheduling job.
     let todo: Vec<(String, u64, u32, String, u16, u32)> = {
         let c = s.lock();
@@ -108,6 +111,7 @@ fn probe(s: &Shared, agent: &ureq::Agent) {
             })
             .collect()
     };
+    let waiting = !todo.is_empty();
     for (job, attempt, index, host, port, threads) in todo {
         let Some(text) = scrape(agent, &host, port) else {
             continue;
@@ -117,6 +121,7 @@ fn probe(s: &Shared, agent: &ureq::Agent) {
             s.mutate(|c, now| c.process_ready(&job, attempt, index, now));
         }
     }
+    waiting
 }
 
 fn slow(s: &Shared, stores: &mut BTreeMap<String, CheckpointStore>) {

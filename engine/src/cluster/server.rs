@@ -285,7 +285,17 @@ async fn heartbeat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
     let changed = s.changed.notified();
     tokio::pin!(changed);
     changed.as_mut().enable();
-    let mut desired = s.mutate(|c, now| c.heartbeat(hb, now));
+    // A process that exited is acted on now (a restart, or a rescale's next attempt placed),
+    // not at the state machine's next tick.
+    let exited = hb.processes.iter().any(|p| p.exit.is_some());
+    let mut desired = s.mutate(|c, now| {
+        let desired = c.heartbeat(hb, now);
+        if !exited {
+            return desired;
+        }
+        c.tick(now);
+        c.desired(&node)
+    });
     let same = desired
         .iter()
         .map(|l| key(&l.job, l.attempt, l.index))

@@ -38,6 +38,9 @@ pub struct JobControl {
     queue: Arc<Mutex<VecDeque<Command>>>,
     requests: Arc<Mutex<VecDeque<Request>>>,
     last_id: Arc<AtomicU64>,
+    /// Woken when a request arrives (the checkpoint coordinator's channel), so a request
+    /// does not wait for the coordinator's next look.
+    waker: Arc<Mutex<Option<std::sync::mpsc::Sender<crate::checkpoint::coordinator::Msg>>>>,
 }
 
 impl JobControl {
@@ -84,6 +87,18 @@ impl JobControl {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push_back(r);
+        if let Some(w) = &*self.waker.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = w.send(crate::checkpoint::coordinator::Msg::Wake);
+        }
+    }
+
+    /// Sends [`Msg::Wake`](crate::checkpoint::coordinator::Msg::Wake) on `tx` whenever a request
+    /// arrives.
+    pub fn wake_on_request(
+        &self,
+        tx: std::sync::mpsc::Sender<crate::checkpoint::coordinator::Msg>,
+    ) {
+        *self.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 
     /// The requests since the last call (the coordinator's).
