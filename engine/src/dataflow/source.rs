@@ -382,25 +382,30 @@ fn spawn_consumer(
         .unwrap_or_else(|e| panic!("cannot spawn the Kafka consumer thread: {e}"))
 }
 
+/// The source's consumer settings for `job` (the benchmarks' limit row reads with the
+/// same ones: `engine/examples/limit.rs`).
+pub fn consumer_config(settings: &ClientSettings, job: &str) -> rdkafka::ClientConfig {
+    let mut c = settings.client_config();
+    c.set("group.id", format!("flowcast-{job}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("client.id", format!("flowcast-{job}-source"))
+        .set("fetch.wait.max.ms", "50")
+        .set("queued.min.messages", "200000")
+        // Large fetches: with librdkafka's 1 MiB per-partition default the consumer waits
+        // on round trips and drains a pre-filled topic at less than half the speed.
+        .set("max.partition.fetch.bytes", "16777216")
+        .set("fetch.max.bytes", "104857600");
+    c
+}
+
 fn consume(
     cfg: &KafkaSourceConfig,
     partitions: &[i32],
     tx: &SyncSender<Feed>,
     activator: &SyncActivator,
 ) -> Result<(), String> {
-    let consumer: BaseConsumer = cfg
-        .settings
-        .client_config()
-        .set("group.id", format!("flowcast-{}", cfg.job))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("client.id", format!("flowcast-{}-source", cfg.job))
-        .set("fetch.wait.max.ms", "50")
-        .set("queued.min.messages", "200000")
-        // Large fetches: with librdkafka's 1 MiB per-partition default the consumer waits
-        // on round trips and drains a pre-filled topic at less than half the speed.
-        .set("max.partition.fetch.bytes", "16777216")
-        .set("fetch.max.bytes", "104857600")
+    let consumer: BaseConsumer = consumer_config(&cfg.settings, &cfg.job)
         .create()
         .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
     let timeout = Duration::from_secs(30);
