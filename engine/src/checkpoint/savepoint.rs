@@ -67,6 +67,9 @@ fn linked(store: &CheckpointStore, from: &str, target: &CheckpointStore, to: &st
         return false;
     };
     let (src, dst) = (src.join(from), dst.join(to));
+    if src == dst {
+        return false;
+    }
     let _ = std::fs::remove_file(&dst);
     let done = std::fs::hard_link(&src, &dst).and_then(|()| {
         let dir = dst.parent().unwrap_or(std::path::Path::new("."));
