@@ -26,12 +26,8 @@ FILL="${FILL_BIN:-$(dirname "$B")/flowcast-fill}"
 PORT="${FLOWCAST_BENCH_PORT:-9300}"
 BROKERS="127.0.0.1:$PORT"
 log() { printf '\033[1m[ab]\033[0m %s\n' "$*" >&2; }
-trap 'deploy/kafka/stop.sh --name ab >&2 || true' EXIT
-deploy/kafka/start.sh --name ab --port "$PORT"
 TOPIC="DHT11-ab"
-"$B" topics create "$TOPIC" --partitions 3 --brokers "$BROKERS" >/dev/null
-log "filling $READINGS readings of $DEVICES devices"
-"$FILL" --brokers "$BROKERS" --topic "$TOPIC" --readings "$READINGS" --devices "$DEVICES" >&2
+bench_broker ab "$PORT" "$B" "$FILL" "$TOPIC" "$READINGS" "$DEVICES"
 WORK="$(mktemp -d)"
 WARMUP="${AB_WARMUP:-200000}"
 if ((WARMUP > 0)); then

@@ -50,3 +50,16 @@ bench_exactly_once() {
   { printf 'dead-letter-delivery = "exactly-once"\nlate-data-delivery = "exactly-once"\n'; cat "$file"; } > "$file.eo"
   mv "$file.eo" "$file"
 }
+
+# bench_broker NAME PORT FLOWCAST FILL TOPIC READINGS DEVICES: starts a one-broker Kafka
+# called NAME on PORT (stopped when the calling script exits) and fills TOPIC (3
+# partitions) with READINGS readings of DEVICES devices.
+bench_broker() {
+  local name=$1 port=$2 flowcast=$3 fill=$4 topic=$5 readings=$6 devices=$7
+  # shellcheck disable=SC2064 # the name is fixed now, on purpose
+  trap "deploy/kafka/stop.sh --name $name >&2 || true" EXIT
+  deploy/kafka/start.sh --name "$name" --port "$port"
+  "$flowcast" topics create "$topic" --partitions 3 --brokers "127.0.0.1:$port" >/dev/null
+  printf '\033[1m[%s]\033[0m filling %s readings of %s devices\n' "$name" "$readings" "$devices" >&2
+  "$fill" --brokers "127.0.0.1:$port" --topic "$topic" --readings "$readings" --devices "$devices" >&2
+}

@@ -20,12 +20,8 @@ log "building (release)"
 cargo build --release -p flowcast-engine -p flowcast-tests --bin flowcast --bin flowcast-fill >&2
 cargo build --release -p flowcast-engine --example limit >&2
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
-trap 'deploy/kafka/stop.sh --name limit >&2 || true' EXIT
-deploy/kafka/start.sh --name limit --port "$PORT"
 TOPIC="DHT11-limit"
-"$BIN/flowcast" topics create "$TOPIC" --partitions 3 --brokers "$BROKERS" >/dev/null
-log "filling $READINGS readings of $DEVICES devices"
-"$BIN/flowcast-fill" --brokers "$BROKERS" --topic "$TOPIC" --readings "$READINGS" --devices "$DEVICES" >&2
+bench_broker limit "$PORT" "$BIN/flowcast" "$BIN/flowcast-fill" "$TOPIC" "$READINGS" "$DEVICES"
 WORK="$(mktemp -d)"
 for round in $(seq 1 "$ROUNDS"); do
   name="limit-$round-$$"
