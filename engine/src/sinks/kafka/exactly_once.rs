@@ -438,8 +438,7 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
         for (_, r) in self.awaiting.range(self.handed.saturating_add(1)..) {
             rest.extend_from(r);
         }
-        rest.extend_from(&self.staged);
-        self.staged = StagedBatch::new();
+        rest.extend_from(&std::mem::take(&mut self.staged));
         self.hub.ready(u64::MAX, &self.topic, &Arc::new(rest));
         self.handed = u64::MAX;
     }

@@ -84,8 +84,10 @@ fn take_u32_prefixed(b: &[u8]) -> Option<(&[u8], &[u8])> {
     take(r, n as usize)
 }
 
-/// Reads the record at the start of `b`; `None` if `b` does not hold a whole one.
-fn read_record(b: &[u8]) -> Option<(StagedRecord<'_>, &[u8])> {
+/// Reads the record at the start of `b`; `None` if `b` does not hold a whole one. Header
+/// names are checked to be UTF-8 only with `check_names` (a batch's records are checked once,
+/// when it is decoded; reading them again need not).
+fn read_record(b: &[u8], check_names: bool) -> Option<(StagedRecord<'_>, &[u8])> {
     let (key_len, r) = take_u32(b)?;
     let (key, r) = if key_len == NO_KEY {
         (None, r)
@@ -98,7 +100,9 @@ fn read_record(b: &[u8]) -> Option<(StagedRecord<'_>, &[u8])> {
     let mut rest = r;
     for _ in 0..header_count {
         let (name, r) = take_u16_prefixed(rest)?;
-        std::str::from_utf8(name).ok()?;
+        if check_names {
+            std::str::from_utf8(name).ok()?;
+        }
         let (_, r) = take_u32_prefixed(r)?;
         rest = r;
     }
@@ -179,16 +183,11 @@ impl StagedBatch {
         self.len == 0
     }
 
-    /// Bytes the records take.
-    pub fn byte_len(&self) -> usize {
-        self.buf.len()
-    }
-
     /// The records in the order they were staged.
     pub fn iter(&self) -> impl Iterator<Item = StagedRecord<'_>> + '_ {
         let mut rest = self.buf.as_slice();
         (0..self.len).map(move |_| {
-            let (r, next) = read_record(rest).expect("checked staged batch");
+            let (r, next) = read_record(rest, false).expect("checked staged batch");
             rest = next;
             r
         })
@@ -198,7 +197,7 @@ impl StagedBatch {
     fn checked(buf: Vec<u8>, len: usize) -> Result<Self, String> {
         let mut rest = buf.as_slice();
         for i in 0..len {
-            rest = match read_record(rest) {
+            rest = match read_record(rest, true) {
                 Some((_, next)) => next,
                 None => return Err(format!("staged record {i} of {len} is cut short")),
             };
