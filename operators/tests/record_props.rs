@@ -140,8 +140,10 @@ fn valid_reading(sensor: SensorKind) -> impl Strategy<Value = (Reading, i64)> {
             d.len() <= ParseOptions::DEFAULT_MAX_DEVICE_ID_BYTES
         })
         .prop_map(|(time, temperature, humidity, device, lag_ms)| {
-            // The record was stamped within an hour of the event, either side.
-            let ts = (time * 1000.0) as i64 + lag_ms;
+            // The record was stamped within an hour of the event, either side. Rounded up
+            // to the millisecond: truncated, an event an hour ahead was up to 1 ms more than
+            // an hour ahead, and the parser rightly refused it.
+            let ts = (time * 1000.0).ceil() as i64 + lag_ms;
             let r = Reading {
                 time,
                 temperature,
