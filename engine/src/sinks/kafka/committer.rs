@@ -30,7 +30,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// `transaction.timeout.ms`: above the longest commit phase plus a restart (a killed
@@ -69,6 +69,10 @@ pub struct Shared {
     pub failure: Arc<Mutex<Option<String>>>,
     /// Set with a failure: the job stops.
     pub shutdown: Arc<std::sync::atomic::AtomicBool>,
+    /// Notified when `committed` grows or the committer stops.
+    pub changed: Condvar,
+    /// Set once the committer thread has finished: `committed` grows no more.
+    pub closed: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -76,6 +80,40 @@ impl Shared {
         let mut c = self.committed.lock().unwrap_or_else(|p| p.into_inner());
         let e = c.entry((slot, run)).or_insert(0);
         *e = (*e).max(upto);
+        self.changed.notify_all();
+    }
+
+    /// Blocks until batch `upto` of `(slot, run)` is known committed. Never call it on a
+    /// worker thread: the checkpoint writer's encoding does.
+    ///
+    /// # Errors
+    /// If the job shuts down on a failure or the committer stops first.
+    pub fn wait_committed(&self, slot: u32, run: u64, upto: u64) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut c = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if c.get(&(slot, run)).is_some_and(|&done| done >= upto) {
+                return Ok(());
+            }
+            if self.shutdown.load(SeqCst) {
+                return Err(format!("slot {slot}: the job stopped before batch {upto} committed"));
+            }
+            if self.closed.load(SeqCst) {
+                return Err(format!("slot {slot}: the committer stopped before batch {upto} committed"));
+            }
+            // A timeout too: `shutdown` is set by others without a notification.
+            c = self
+                .changed
+                .wait_timeout(c, Duration::from_millis(100))
+                .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+        }
+    }
+
+    /// Marks the committer finished (its thread has ended).
+    pub fn close(&self) {
+        let _guard = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.changed.notify_all();
     }
 
     /// The highest batch id of `(slot, run)` known committed.

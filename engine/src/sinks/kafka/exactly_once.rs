@@ -12,9 +12,11 @@
 //! - A worker's exactly-once outputs (predictions, dead letters, late records) share its
 //!   [`Hub`]: each hands its batch of checkpoint c over when the job learns c completed
 //!   (`Committed`); when every output has, the committer thread commits them together.
-//! - Each output's snapshot holds its batches not known committed, tagged with the slot
-//!   (worker index) and the run that staged them, as per-slot state: restored on worker
-//!   `slot mod W` at any new parallelism, which recovers them first.
+//! - Each output's snapshot holds its batches not yet with the committer, tagged with the
+//!   slot (worker index) and the run that staged them, as per-slot state: restored on
+//!   worker `slot mod W` at any new parallelism, which recovers them first. Batches with
+//!   the committer are not in it: its file is written only once they are committed, so
+//!   each interval's output is written into one checkpoint, however long its commit takes.
 //! - The end of input commits what is staged at once; a stop with a final checkpoint
 //!   leaves the final batch in that checkpoint, committed by the next start; a job that
 //!   shuts down on a failure commits nothing more (its restart redoes what came after
@@ -152,6 +154,8 @@ impl Hub {
             committed: Default::default(),
             failure: Arc::clone(&ctx.failure),
             shutdown: Arc::clone(&ctx.shutdown),
+            changed: Default::default(),
+            closed: Default::default(),
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let cfg = CommitterConfig {
@@ -237,6 +241,7 @@ impl Drop for Hub {
         if let Some(t) = self.thread.borrow_mut().take() {
             let _ = t.join();
         }
+        self.shared.close();
     }
 }
 
@@ -390,6 +395,17 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
         // Snapshot ids are unique: each names one batch.
         self.awaiting
             .insert(id, Arc::new(std::mem::take(&mut self.staged)));
+        // Batches already with the committer (their checkpoint is complete) stay out of
+        // this snapshot: its file is written only once they are committed (the writer
+        // waits, off the worker thread), so a recovery from it finds them in Kafka and in
+        // the progress topic. Each interval's output is thus in one checkpoint's file, not
+        // again in every checkpoint taken while its transaction runs.
+        let with_committer = self
+            .awaiting
+            .range(..=self.handed)
+            .next_back()
+            .map(|(i, _)| *i);
+        let mine = self.awaiting.range(self.handed.saturating_add(1)..);
         // Per-slot state in the partition map, keyed by the slot whose transactional id
         // commits it: a restore at W workers gives slot s to worker `s mod W` — worker s
         // itself while s < W, so no two workers ever start the same transactional id.
@@ -397,11 +413,18 @@ impl<D: KafkaRecord + Clone + 'static> Operator for ExactlyOnceOperator<D> {
         for s in self.recovered.iter().cloned().chain(std::iter::once(SlotBatches {
             slot: self.hub.slot,
             run: self.hub.run,
-            batches: self.awaiting.clone(),
+            batches: mine.map(|(i, b)| (*i, Arc::clone(b))).collect(),
         })) {
             by_slot.entry(s.slot).or_default().push(s);
         }
+        let (shared, slot, run) = (Arc::clone(&self.hub.shared), self.hub.slot, self.hub.run);
         w.partitions_later(move || {
+            if let Some(upto) = with_committer {
+                let started = std::time::Instant::now();
+                shared.wait_committed(slot, run, upto)?;
+                tracing::debug!(snapshot = id, slot, upto, waited_ms = started.elapsed().as_millis() as u64,
+                    "snapshot written after the batches with the committer committed");
+            }
             by_slot
                 .into_iter()
                 .map(|(slot, entries)| {
