@@ -439,3 +439,61 @@ fn read_progress(cfg: &CommitterConfig) -> Result<BTreeMap<(u32, u64), u64>, Str
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    fn shared() -> Arc<Shared> {
+        Arc::new(Shared {
+            committed: Default::default(),
+            failure: Default::default(),
+            shutdown: Arc::new(AtomicBool::new(false)),
+            changed: Default::default(),
+            closed: Default::default(),
+        })
+    }
+
+    #[test]
+    fn a_snapshot_waits_until_its_batches_are_committed() {
+        let s = shared();
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || tx.send(s.wait_committed(3, 7, 5)));
+        }
+        s.confirm(3, 7, 4);
+        s.confirm(2, 7, 9); // another slot's progress does not count
+        s.confirm(3, 8, 9); // nor another run's
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(300)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout),
+            "returned before batch 5 was committed"
+        );
+        s.confirm(3, 7, 6);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Ok(())));
+        assert_eq!(s.wait_committed(3, 7, 6), Ok(()));
+    }
+
+    #[test]
+    fn a_waiting_snapshot_fails_when_the_job_or_its_committer_stops() {
+        let s = shared();
+        let waiter = {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || s.wait_committed(0, 1, 1))
+        };
+        s.shutdown.store(true, Ordering::SeqCst);
+        let err = waiter.join().expect("no panic").expect_err("the job stopped");
+        assert!(err.contains("stopped before batch 1"), "{err}");
+
+        let s = shared();
+        let waiter = {
+            let s = Arc::clone(&s);
+            std::thread::spawn(move || s.wait_committed(0, 1, 1))
+        };
+        s.close();
+        let err = waiter.join().expect("no panic").expect_err("the committer stopped");
+        assert!(err.contains("committer stopped"), "{err}");
+    }
+}
