@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B drain: two builds of `flowcast` drain the same pre-filled topic, interleaved
-# (A B A B …) so machine noise hits both alike; one line per run and the median
-# readings/s of each. Used to check that an engine change keeps throughput.
+# (A B A B …) so machine noise hits both alike; one line per run (readings/s and peak RSS,
+# from /usr/bin/time) and the medians of each. Used to check that an engine change keeps throughput.
 #
 #   tests/bench/ab.sh A_BIN B_BIN [READINGS] [DEVICES] [ROUNDS] [WORKERS]
 #     defaults: 3000000 readings, 3000 devices, 3 rounds, 1 worker; model off.
@@ -46,22 +46,24 @@ drain() {
     { printf '%s\n' "${!top}"; cat "$WORK/$name.toml"; } > "$WORK/$name.top"
     mv "$WORK/$name.top" "$WORK/$name.toml"
   fi
-  summary="$("$bin" run "$WORK/$name.toml" --workers "$WORKERS" --brokers "$BROKERS" 2>"$WORK/$name.log" | tail -n1)"
-  sed -E 's/.*\(([0-9]+) records\/s\).*/\1/' <<<"$summary"
+  summary="$(/usr/bin/time -f %M -o "$WORK/$name.rss" \
+    "$bin" run "$WORK/$name.toml" --workers "$WORKERS" --brokers "$BROKERS" 2>"$WORK/$name.log" | tail -n1)"
+  echo "$(sed -E 's/.*\(([0-9]+) records\/s\).*/\1/' <<<"$summary") $(($(cat "$WORK/$name.rss") / 1024))"
 }
 if ((WARMUP > 0)); then
   for side in A B; do
-    log "warm-up ($side, untimed): $(drain "$side" "ab-$side-warmup-$$" "$TOPIC-warmup") readings/s"
+    log "warm-up ($side, untimed): $(drain "$side" "ab-$side-warmup-$$" "$TOPIC-warmup" | cut -d' ' -f1) readings/s"
   done
 fi
 for round in $(seq 1 "$ROUNDS"); do
   for side in A B; do
-    rate="$(drain "$side" "ab-$side-$round-$$" "$TOPIC")"
-    echo "$side round=$round workers=$WORKERS readings/s=$rate"
-    echo "$side $rate" >> "$WORK/rates"
+    read -r rate rss <<<"$(drain "$side" "ab-$side-$round-$$" "$TOPIC")"
+    echo "$side round=$round workers=$WORKERS readings/s=$rate peak_rss_mib=$rss"
+    echo "$side $rate $rss" >> "$WORK/rates"
   done
 done
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 for side in A B; do
-  med="$(awk -v s="$side" '$1 == s {print $2}' "$WORK/rates" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
-  echo "$side median readings/s: $med"
+  echo "$side median readings/s: $(awk -v s="$side" '$1 == s {print $2}' "$WORK/rates" | median)," \
+    "median peak RSS: $(awk -v s="$side" '$1 == s {print $3}' "$WORK/rates" | median) MiB"
 done

@@ -391,13 +391,35 @@ pub fn consumer_config(settings: &ClientSettings, job: &str) -> rdkafka::ClientC
         .set("enable.auto.offset.store", "false")
         .set("client.id", format!("flowcast-{job}-source"))
         .set("fetch.wait.max.ms", "50")
-        .set("queued.min.messages", "200000")
-        // Large fetches: with librdkafka's 1 MiB per-partition default the consumer waits
-        // on round trips and drains a pre-filled topic at less than half the speed.
-        .set("max.partition.fetch.bytes", "16777216")
-        .set("fetch.max.bytes", "104857600");
+        // Prefetch small, fetch again soon. librdkafka keeps an op of ~500 bytes per queued
+        // message, so 200 000 queued messages per partition and 16 MiB fetches (the
+        // earlier settings) held ~1 M messages — 490 MB of ops and 160 MB of decompressed
+        // message sets at the peak of a 10 M-reading drain (heaptrack), for no speed: with
+        // 20 000 messages or 8 MiB per partition and a 5-ms backoff (librdkafka's default
+        // is 1 s once the queue is full) the drain is as fast or faster (BENCHMARKS.md).
+        .set("queued.min.messages", "20000")
+        .set("queued.max.messages.kbytes", "8192")
+        .set("fetch.queue.backoff.ms", "5")
+        .set("max.partition.fetch.bytes", "2097152")
+        .set("fetch.max.bytes", "8388608");
+    // The fetch tuning above is a default: `FLOWCAST_RDKAFKA_*` settings of these win.
+    for (k, v) in &settings.extra {
+        if FETCH_TUNING.contains(&k.as_str()) {
+            c.set(k, v);
+        }
+    }
     c
 }
+
+/// The source's librdkafka fetch settings a `FLOWCAST_RDKAFKA_*` variable may override.
+pub const FETCH_TUNING: [&str; 6] = [
+    "fetch.wait.max.ms",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.queue.backoff.ms",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+];
 
 fn consume(
     cfg: &KafkaSourceConfig,
