@@ -257,10 +257,13 @@ for run in "${REPEATED[@]}" "${ONCE[@]}"; do
   read -r id engine _ model guarantee <<< "$run"
   [[ $engine == limit || $model == torchscript ]] && continue
   p="r1-$id"
-  case "$engine" in
-    spark) checks+=("$id=$p-out,$p-dead,-,upto-watermark") ;;
-    *) checks+=("$id=$p-out,$p-dead,$p-late$([[ $guarantee == exactly-once ]] && echo ,read-committed)") ;;
-  esac
+  if [[ $engine == spark ]]; then
+    spec="$id=$p-out,$p-dead,-,upto-watermark"
+  else
+    spec="$id=$p-out,$p-dead,$p-late"
+  fi
+  [[ $guarantee == exactly-once ]] && spec+=",read-committed"
+  checks+=("$spec")
 done
 if ! "$PY" "$H/check.py" --brokers "$BROKERS" --input "$TOPIC" --result "$RES/check.json" "${checks[@]}"; then
   log "outputs differ: no numbers are reported (details in $RES/check.json)"
