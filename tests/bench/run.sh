@@ -102,6 +102,9 @@ while [[ $# -gt 0 ]]; do
 done
 [[ " $ENGINES " == *" flowcast "* ]] || { echo "run.sh: --engines must include flowcast (the reference)" >&2; exit 2; }
 ((REPEATS >= 1)) || { echo "run.sh: --repeats must be at least 1" >&2; exit 2; }
+for e in $ENGINES; do
+  case "$e" in limit|flowcast|flowcast-lstm|flink|spark|eo) ;; *) echo "run.sh: unknown engine $e" >&2; exit 2 ;; esac
+done
 # Progress: numbered stages and runs ("stage 3/6", "drain 2/8"), bold on a terminal only.
 log() {
   if [[ -t 2 ]]; then printf '\033[1m[bench]\033[0m %s\n' "$*" >&2; else printf '[bench] %s\n' "$*" >&2; fi
@@ -178,9 +181,6 @@ has flowcast-lstm && ONCE+=("flowcast-lstm-w$max_w flowcast $max_w torchscript a
 if has spark; then
   for w in $WORKERS; do ONCE+=("spark-w$w spark $w - at-least-once"); done
 fi
-for e in $ENGINES; do
-  case "$e" in limit|flowcast|flowcast-lstm|flink|spark|eo) ;; *) echo "run.sh: unknown engine $e" >&2; exit 2 ;; esac
-done
 {
   for run in "${REPEATED[@]}"; do echo "$run $REPEATS"; done
   for run in "${ONCE[@]}"; do echo "$run 1"; done
