@@ -53,8 +53,8 @@
 # drain of 10 M readings 12-15 s, Flink 25-40 s, Spark 2.5-4 min, the fill ~30 s; a live run
 # is its start-up + warm-up + LIVE_GRACE + LIVE_SECS, ~100 s): setup and fill ~2 min; 3
 # rounds of 9 drains (~4.5 min a round) ~14 min; the LSTM row and Spark ~7 min; the check
-# ~3 min; 11 live runs ~18 min - about 45 min. Live runs are therefore once per run, not per
-# repeat (3 repeats would add ~15 min and pass the hour with margin to spare for nothing).
+# ~3 min; 11 live runs ~18 min - about 45 min. Live runs are therefore once per row, not per
+# repeat: live runs of the 8 repeated rows in every round would add ~27 min, past the hour.
 #
 # Not part of cargo test or CI: it wants the machine alone.
 set -euo pipefail
