@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the bench scripts: writes the bench job spec (the reference pipeline,
 # windows of 30 min, sequences of 60) for Flowcast.
 #

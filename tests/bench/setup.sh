@@ -19,10 +19,10 @@ command -v mvn >/dev/null || { log "Maven (mvn) is required"; exit 1; }
 # Flink: rebuilt when the pom or the job's sources change.
 FLINK_VERSION="$(prop flink.version "$HERE/flink/pom.xml")"
 FLINK_OUT="$CACHE/flink-$FLINK_VERSION"
-flink_hash="$(cat "$HERE/flink/pom.xml" $(find "$HERE/flink/src" -type f | sort) | sha256sum | cut -d' ' -f1)"
+flink_hash="$(find "$HERE/flink/src" -type f -print0 | sort -z | xargs -0 cat "$HERE/flink/pom.xml" | sha256sum | cut -d' ' -f1)"
 if ! stamp_ok "$FLINK_OUT/.complete" "$flink_hash"; then
   log "building the Flink job (Flink $FLINK_VERSION) with Maven"
-  rm -rf "$FLINK_OUT/lib"
+  rm -rf "${FLINK_OUT:?}/lib"
   mvn -q -B -f "$HERE/flink/pom.xml" -Dbench.out="$FLINK_OUT" package dependency:copy-dependencies >&2
   echo "$flink_hash" > "$FLINK_OUT/.complete"
 fi
@@ -52,4 +52,4 @@ echo "FLINK_VERSION=$FLINK_VERSION"
 echo "FLINK_CP='$FLINK_OUT/build/classes:$FLINK_OUT/lib/*'"
 echo "SPARK_VERSION=$SPARK_VERSION"
 echo "SPARK_PY='$VENV/bin/python'"
-echo "SPARK_JARS='$(ls "$SPARK_OUT"/jars/*.jar | paste -sd, -)'"
+echo "SPARK_JARS='$(find "$SPARK_OUT/jars" -name '*.jar' | sort | paste -sd, -)'"

@@ -1,13 +1,27 @@
-"""Input the harness adds to the seeded readings of `flowcast-fill`: records every engine
-must dead-letter, one of each kind a DHT11 producer gets wrong, appended to every
-partition (they carry no usable event time, so where they sit does not move a watermark).
+"""Input the harness adds to the seeded readings of `flowcast-fill`:
+
+- `bad`: records every engine must dead-letter, one of each kind a DHT11 producer gets
+  wrong, appended to every partition (they carry no usable event time, so where they sit
+  does not move a watermark);
+- `late`: valid readings two hours of event time before the fill's first reading, appended
+  to every partition, so every engine with a late-data output must route them there (by
+  then each partition's watermark is past their windows). They belong to devices of their
+  own (`dev-late-NN`) that never get 60 windows, so no engine's sequences change;
+- `txn-warmup`: one committed transaction, so that the broker's transaction state topic
+  and coordinator exist before the first timed exactly-once drain (on a fresh broker the
+  first transactional producer waits for them).
 
     python inputs.py bad --brokers B --topic T --count 1200
+    python inputs.py late --brokers B --topic T --count 30
+    python inputs.py txn-warmup --brokers B --topic T
 """
 
 import argparse
 
 from confluent_kafka import Producer
+
+# flowcast-fill's first event time (its default --start-time).
+FILL_BASE_S = 1_700_000_000 - 1_700_000_000 % 86_400
 
 # (value, Flowcast's reason). Kinds where Spark's from_json cannot tell (a number as the
 # device id) are left out; tests/bench/spark/job.py says why.
@@ -37,6 +51,28 @@ def bad(brokers: str, topic: str, count: int, partitions: int) -> None:
         raise SystemExit("inputs: could not deliver every bad record")
 
 
+def late(brokers: str, topic: str, count: int, partitions: int) -> None:
+    p = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all"})
+    for i in range(count):
+        device = f"dev-late-{i % 7:02d}"
+        t = FILL_BASE_S - 7200 + i * 11.0
+        value = (
+            f'{{"time":{t:.1f},"temperature":{20.0 + i % 9 * 0.5:.2f},'
+            f'"humidity":{40.0 + i % 13 * 0.25:.2f},"device":"{device}"}}'
+        )
+        p.produce(topic, value=value, key=device, partition=i % partitions)
+    if p.flush(60) != 0:
+        raise SystemExit("inputs: could not deliver every late reading")
+
+
+def txn_warmup(brokers: str, topic: str) -> None:
+    p = Producer({"bootstrap.servers": brokers, "transactional.id": f"flowcast-bench-warmup-{topic}"})
+    p.init_transactions(120)
+    p.begin_transaction()
+    p.produce(topic, value=b"warm-up")
+    p.commit_transaction(60)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -45,10 +81,24 @@ def main() -> None:
     b.add_argument("--topic", required=True)
     b.add_argument("--count", type=int, default=1100)
     b.add_argument("--partitions", type=int, default=3)
+    lt = sub.add_parser("late")
+    lt.add_argument("--brokers", required=True)
+    lt.add_argument("--topic", required=True)
+    lt.add_argument("--count", type=int, default=30)
+    lt.add_argument("--partitions", type=int, default=3)
+    w = sub.add_parser("txn-warmup")
+    w.add_argument("--brokers", required=True)
+    w.add_argument("--topic", required=True)
     a = ap.parse_args()
     if a.cmd == "bad":
         bad(a.brokers, a.topic, a.count, a.partitions)
         print(f"inputs: {a.count} records to dead-letter appended to {a.topic}")
+    elif a.cmd == "late":
+        late(a.brokers, a.topic, a.count, a.partitions)
+        print(f"inputs: {a.count} late readings appended to {a.topic}")
+    else:
+        txn_warmup(a.brokers, a.topic)
+        print(f"inputs: one transaction committed to {a.topic} (transaction coordinator ready)")
 
 
 if __name__ == "__main__":

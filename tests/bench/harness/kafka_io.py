@@ -1,32 +1,42 @@
 """Reading whole topics back, and the checks the harness makes on them: the engines'
-outputs equal (as sets keyed by device + window end, within float tolerance) and their
-dead letters equal (as sets of source partition, offset and reason)."""
+outputs equal (as sets keyed by device + window end, within float tolerance), their dead
+letters equal (as sets of source partition, offset and reason) and their late records equal
+(as multisets of device, event time and values), each with its duplicates counted.
+
+Outputs of exactly-once runs are read with `committed=True` (isolation.level =
+read_committed): only what committed transactions hold; the others read everything
+(read_uncommitted; for a topic no transaction wrote, the two are the same)."""
 
 import json
 import math
+from collections import Counter
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 TIMESTAMP_LOG_APPEND_TIME = 2
 
 
-def consumer(brokers: str) -> Consumer:
+def consumer(brokers: str, committed: bool = False) -> Consumer:
     return Consumer(
         {
             "bootstrap.servers": brokers,
             "group.id": "flowcast-bench-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            "isolation.level": "read_committed" if committed else "read_uncommitted",
             "fetch.max.bytes": 104857600,
             "max.partition.fetch.bytes": 16777216,
         }
     )
 
 
-def read_topic(brokers: str, topic: str, tail: int | None = None):
+def read_topic(brokers: str, topic: str, tail: int | None = None, committed: bool = False):
     """Every message of `topic` (or the last `tail` of each partition), as
-    (partition, offset, key, value, headers, (timestamp type, ms))."""
-    c = consumer(brokers)
+    (partition, offset, key, value, headers, (timestamp type, ms)). A partition is read
+    to its end offset at the start or to its end-of-partition event, whichever comes first:
+    read_committed stops at the last stable offset, and a transactional partition ends in
+    a commit marker no message carries."""
+    c = consumer(brokers, committed)
     try:
         meta = c.list_topics(topic, timeout=30).topics[topic]
         if meta.error is not None:
@@ -46,6 +56,8 @@ def read_topic(brokers: str, topic: str, tail: int | None = None):
         while remaining:
             for m in c.consume(10000, timeout=5):
                 if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        remaining.pop(m.partition(), None)
                     continue
                 p = m.partition()
                 if p not in remaining:
@@ -58,11 +70,11 @@ def read_topic(brokers: str, topic: str, tail: int | None = None):
         c.close()
 
 
-def sequences(brokers: str, topic: str):
+def sequences(brokers: str, topic: str, committed: bool = False):
     """(device, window_end) -> (record, Kafka timestamp ms); and how many duplicates."""
     got = {}
     duplicates = 0
-    for _, _, _, value, _, ts in read_topic(brokers, topic):
+    for _, _, _, value, _, ts in read_topic(brokers, topic, committed=committed):
         r = json.loads(value)
         k = (r["device"], round(float(r["window_end"]) * 1000))
         duplicates += k in got
@@ -70,12 +82,34 @@ def sequences(brokers: str, topic: str):
     return got, duplicates
 
 
-def dead_letters(brokers: str, topic: str):
-    """{(source partition, source offset): reason}."""
+def dead_letters(brokers: str, topic: str, committed: bool = False):
+    """{(source partition, source offset): reason}; and how many duplicates (a source
+    record dead-lettered more than once counts once per extra copy)."""
     out = {}
-    for _, _, _, _, headers, _ in read_topic(brokers, topic):
+    duplicates = 0
+    for _, _, _, _, headers, _ in read_topic(brokers, topic, committed=committed):
         h = {k: (v or b"").decode() for k, v in headers or []}
-        out[(int(h["flowcast.partition"]), int(h["flowcast.offset"]))] = h["flowcast.reason"]
+        k = (int(h["flowcast.partition"]), int(h["flowcast.offset"]))
+        duplicates += k in out
+        out[k] = h["flowcast.reason"]
+    return out, duplicates
+
+
+def late_records(brokers: str, topic: str, committed: bool = False):
+    """Counter of (device, event time ms, temperature, humidity): a multiset, so that a
+    late record written twice shows. The engines write the reading as JSON, with its origin
+    in headers (Flowcast) or not (Flink): the reading itself is what is compared."""
+    out = Counter()
+    for _, _, _, value, _, _ in read_topic(brokers, topic, committed=committed):
+        r = json.loads(value)
+        out[
+            (
+                r["device"],
+                round(float(r["time"]) * 1000),
+                round(float(r["temperature"]), 6),
+                round(float(r["humidity"]), 6),
+            )
+        ] += 1
     return out
 
 

@@ -13,6 +13,7 @@ import org.apache.flink.api.common.functions.AggregateFunction;
 import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.serialization.DeserializationSchema;
 import org.apache.flink.api.common.typeinfo.TypeInformation;
+import org.apache.flink.configuration.CheckpointingOptions;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.connector.base.DeliveryGuarantee;
 import org.apache.flink.connector.kafka.sink.KafkaRecordSerializationSchema;
@@ -42,10 +43,17 @@ import org.apache.kafka.common.header.internals.RecordHeaders;
  * event-time windows per device (mean temperature and humidity, allowed lateness 0, late
  * records to a side output), the last 60 windows per device in keyed state, Kafka sinks.
  *
+ * <p>With {@code --exactly-once true}, checkpointing is on (every {@code
+ * --checkpoint-interval-ms}, state in {@code --checkpoint-dir} if given) and all three Kafka
+ * sinks write in transactions committed with each checkpoint ({@code
+ * DeliveryGuarantee.EXACTLY_ONCE}); readers must use {@code isolation.level=read_committed}.
+ * A bounded run ends with a final checkpoint that commits the last transactions.
+ *
  * <pre>
  * java -cp CLASSES:LIB/* dev.flowcast.bench.FlinkJob --brokers 127.0.0.1:9300 \
  *   --topic DHT11-bench --output OUT --dead-letters DEAD --late LATE --parallelism 2 \
- *   [--bounded true] [--group ID]
+ *   [--bounded true] [--group ID] [--exactly-once true --checkpoint-interval-ms 10000 \
+ *   --checkpoint-dir DIR]
  * </pre>
  */
 public final class FlinkJob {
@@ -68,9 +76,22 @@ public final class FlinkJob {
     long windowMs = Long.parseLong(a.getOrDefault("window-ms", "1800000"));
     int length = Integer.parseInt(a.getOrDefault("sequence", "60"));
     String group = a.getOrDefault("group", "flowcast-bench-flink-" + output);
+    boolean exactlyOnce = Boolean.parseBoolean(a.getOrDefault("exactly-once", "false"));
+    long checkpointMs = Long.parseLong(a.getOrDefault("checkpoint-interval-ms", "10000"));
+    String checkpointDir = a.get("checkpoint-dir");
 
+    Configuration conf = new Configuration();
+    if (exactlyOnce && checkpointDir != null) {
+      // On disk, as Flowcast's checkpoints: the default (JobManager heap) storage refuses
+      // state over 5 MB, and 10 k devices' last 60 windows are more.
+      conf.set(CheckpointingOptions.CHECKPOINT_STORAGE, "filesystem");
+      conf.set(CheckpointingOptions.CHECKPOINTS_DIRECTORY, "file://" + checkpointDir);
+    }
     StreamExecutionEnvironment env =
-        StreamExecutionEnvironment.createLocalEnvironment(parallelism, new Configuration());
+        StreamExecutionEnvironment.createLocalEnvironment(parallelism, conf);
+    if (exactlyOnce) {
+      env.enableCheckpointing(checkpointMs);
+    }
     // A bounded source must not switch the job to batch execution: this is the streaming
     // engine being measured.
     env.setRuntimeMode(RuntimeExecutionMode.STREAMING);
@@ -116,12 +137,18 @@ public final class FlinkJob {
             .process(new LastWindows(length))
             .name("last-windows");
 
-    sequences.sinkTo(sink(brokers, new SequenceOut(output))).name("sink");
-    valid.getSideOutput(deadTag).sinkTo(sink(brokers, new DeadOut(dead, topic))).name("dead");
+    // Transactional ids unique to this run and sink: a prefix another run left open
+    // transactions under would fence or be fenced.
+    String txn = exactlyOnce ? output + "-" + System.currentTimeMillis() : null;
+    sequences.sinkTo(sink(brokers, new SequenceOut(output), txn, "out")).name("sink");
+    valid
+        .getSideOutput(deadTag)
+        .sinkTo(sink(brokers, new DeadOut(dead, topic), txn, "dead"))
+        .name("dead");
     windows
         .getSideOutput(lateTag)
         .process(new CountLate())
-        .sinkTo(sink(brokers, new LateOut(late)))
+        .sinkTo(sink(brokers, new LateOut(late), txn, "late"))
         .name("late");
 
     long started = System.nanoTime();
@@ -129,14 +156,15 @@ public final class FlinkJob {
     double secs = (System.nanoTime() - started) / 1e9;
     long readings = count(r, "readings");
     System.out.printf(
-        "flink: job %s done: %d readings in %.2fs (%.0f/s), dead=%d late=%d sequences=%d%n",
+        "flink: job %s done: %d readings in %.2fs (%.0f/s), dead=%d late=%d sequences=%d%s%n",
         output,
         readings,
         secs,
         readings / secs,
         count(r, "dead"),
         count(r, "late"),
-        count(r, "sequences"));
+        count(r, "sequences"),
+        exactlyOnce ? ", exactly-once, checkpoints every " + checkpointMs + " ms" : "");
   }
 
   private static long count(JobExecutionResult r, String name) {
@@ -144,19 +172,29 @@ public final class FlinkJob {
     return v instanceof Number n ? n.longValue() : 0;
   }
 
-  private static <T> KafkaSink<T> sink(String brokers, KafkaRecordSerializationSchema<T> schema) {
-    // As Flowcast's sink: idempotent, acks=all, linger 5 ms, lz4.
+  /**
+   * A Kafka sink as Flowcast's: idempotent, acks=all, linger 5 ms, lz4. With a transactional
+   * id prefix ({@code txn}), exactly-once: records go out in transactions the sink commits
+   * when the checkpoint that covers them completes.
+   */
+  private static <T> KafkaSink<T> sink(
+      String brokers, KafkaRecordSerializationSchema<T> schema, String txn, String name) {
     Properties p = new Properties();
     p.setProperty("linger.ms", "5");
     p.setProperty("compression.type", "lz4");
     p.setProperty("acks", "all");
     p.setProperty("enable.idempotence", "true");
-    return KafkaSink.<T>builder()
-        .setBootstrapServers(brokers)
-        .setRecordSerializer(schema)
-        .setDeliveryGuarantee(DeliveryGuarantee.AT_LEAST_ONCE)
-        .setKafkaProducerConfig(p)
-        .build();
+    var b = KafkaSink.<T>builder().setBootstrapServers(brokers).setRecordSerializer(schema);
+    if (txn == null) {
+      b.setDeliveryGuarantee(DeliveryGuarantee.AT_LEAST_ONCE);
+    } else {
+      // The connector's default (1 h) is above the broker's transaction.max.timeout.ms
+      // (15 min), which refuses it; 10 min is far above a checkpoint interval.
+      p.setProperty("transaction.timeout.ms", "600000");
+      b.setDeliveryGuarantee(DeliveryGuarantee.EXACTLY_ONCE)
+          .setTransactionalIdPrefix(txn + "-" + name);
+    }
+    return b.setKafkaProducerConfig(p).build();
   }
 
   /** Kafka message → {@link Parsed} with its origin. */
