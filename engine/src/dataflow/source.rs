@@ -476,7 +476,9 @@ fn consume(
     let mut batch = RawBatch::default();
     while !cfg.shutdown.load(Ordering::Relaxed) && !cfg.stop.load(Ordering::Relaxed) {
         let mut finished = Vec::new();
-        let mut wait = TICK;
+        // Wake the operator at least once per epoch, so an idle source's epochs (and the
+        // windows they close) end on time.
+        let mut wait = TICK.min(cfg.epoch_interval);
         while batch.msgs.len() < MAX_BATCH {
             let Some(msg) = consumer.poll(wait) else {
                 break;
