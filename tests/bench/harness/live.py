@@ -28,6 +28,7 @@ starts, and windows that close from `--grace` s after the first output appeared,
 
 import argparse
 import json
+import random
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -60,6 +61,7 @@ def main() -> None:
     ap.add_argument("--out-of-orderness-ms", type=int, default=60_000)
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--read-committed", action="store_true")
+    ap.add_argument("--seed", type=int, default=18)
     a = ap.parse_args()
 
     producer = Producer(
@@ -158,11 +160,17 @@ def main() -> None:
         produce_step(step)
     producer.flush(60)
 
-    # Paced: step s goes out at t0 + (s - warm_steps) * step_wall.
+    # Paced: step s goes out at t0 + (s - warm_steps + j_s) * step_wall, j_s uniform in
+    # [0, 1) (seeded; steps stay in order). Without the jitter a window would close every
+    # 7.5 steps exactly, at a fixed phase of any engine timer whose period divides that
+    # (Flowcast's wall-clock epochs, Flink's 200-ms watermark interval): every window
+    # would wait the same part of it, and the quantiles would measure that one phase.
+    jitter = random.Random(a.seed)
     t0 = time.time()
     started = t0
     measure_from = measure_to = None
     step = warm_steps
+    due = None
     while True:
         now = time.time()
         if first_output is None and now - started > a.ready_timeout:
@@ -172,10 +180,12 @@ def main() -> None:
             measure_to = measure_from + a.measure_secs
         if measure_to is not None and now > measure_to:
             break
-        due = t0 + (step - warm_steps) * step_wall
+        if due is None:
+            due = t0 + (step - warm_steps + jitter.random()) * step_wall
         if now >= due:
             produce_step(step)
             step += 1
+            due = None
             producer.poll(0)
         else:
             poll_outputs(min(0.05, due - now))
