@@ -14,9 +14,9 @@ log "building flowcast and flowcast-ingest (release; the first build takes minut
 # `flowcast demo` runs the flowcast-ingest binary it finds beside itself. cargo's own
 # progress (its Compiling lines and bar) when someone watches; quiet in logs.
 if [[ -t 2 ]]; then
-  cargo build --release -p flowcast-engine -p flowcast-ingest
+  cargo build --release -p flowcast-engine -p flowcast-torch -p flowcast-ingest
 else
-  cargo build --release -q -p flowcast-engine -p flowcast-ingest
+  cargo build --release -q -p flowcast-engine -p flowcast-torch -p flowcast-ingest
 fi
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 PORT="${FLOWCAST_DEMO_PORT:-9092}"

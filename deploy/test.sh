@@ -37,6 +37,9 @@ cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 log "cargo test"
+# The LibTorch model plugin, which the flowcast binary loads beside itself for jobs with
+# the LSTM: cargo test builds no cdylib nothing links to.
+cargo build -p flowcast-torch
 cargo test --workspace --all-targets "$@"
 # --all-targets leaves out doctests (the README's and the API docs' examples).
 log "cargo test --doc"

@@ -25,7 +25,7 @@ RUN="${FLOWCAST_RUN_DIR:-$REPO/.flowcast-run}/cluster-$PORT"
 BIN="${FLOWCAST_BIN:-${CARGO_TARGET_DIR:-$REPO/target}/release/flowcast}"
 if [[ ! -x "$BIN" ]]; then
   echo "[cluster] building flowcast (release)" >&2
-  (cd "$REPO" && cargo build --release -q -p flowcast-engine)
+  (cd "$REPO" && cargo build --release -q -p flowcast-engine -p flowcast-torch)
 fi
 if [[ -f "$RUN/coordinator.pid" ]] && kill -0 "$(cat "$RUN/coordinator.pid")" 2>/dev/null; then
   echo "a cluster is already running from $RUN (deploy/cluster/stop.sh --port $PORT)" >&2; exit 1

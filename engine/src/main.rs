@@ -6,6 +6,9 @@ use flowcast_engine::cli;
 /// mimalloc, not glibc's malloc: glibc's per-thread arenas kept freed batches (peak RSS of a
 /// 10 M-reading drain up to 1 GiB beside a heap peak of 265 MB) and contended between the
 /// consumer threads and workers at 2 workers; see the memory section of BENCHMARKS.md.
+/// Built without the default feature `mimalloc`, the binary uses the system allocator,
+/// which heap profilers (heaptrack) see.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

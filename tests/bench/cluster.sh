@@ -36,6 +36,7 @@ done
 log() { printf '[cluster-bench] %s\n' "$*" >&2; }
 log "building (release)"
 cargo build --release -p flowcast-engine -p flowcast-tests --bin flowcast --bin flowcast-fill
+cargo build --release -p flowcast-torch
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/flowcast-cluster-bench.XXXXXX")"
 export FLOWCAST_RUN_DIR="$WORK/run" FLOWCAST_BIN="$BIN/flowcast"

@@ -17,6 +17,7 @@ PORT="${FLOWCAST_BENCH_PORT:-9300}"
 BROKERS="127.0.0.1:$PORT"
 deploy/setup.sh
 cargo build --release -q -p flowcast-engine -p flowcast-tests --bin flowcast --bin flowcast-fill
+cargo build --release -q -p flowcast-torch
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 trap 'deploy/kafka/stop.sh --name bench >&2 || true' EXIT
 deploy/kafka/start.sh --name bench --port "$PORT"

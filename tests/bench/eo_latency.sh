@@ -29,6 +29,7 @@ done
 log() { printf '[eo-latency] %s\n' "$*" >&2; }
 log "building (release)"
 cargo build --release -q -p flowcast-engine -p flowcast-tests --bin flowcast --bin flowcast-fill
+cargo build --release -q -p flowcast-torch
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/flowcast-eo-latency.XXXXXX")"
 name="eolat-$(date +%s)"

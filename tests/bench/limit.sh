@@ -18,6 +18,7 @@ BROKERS="127.0.0.1:$PORT"
 log() { printf '\033[1m[limit]\033[0m %s\n' "$*" >&2; }
 log "building (release)"
 cargo build --release -p flowcast-engine -p flowcast-tests --bin flowcast --bin flowcast-fill >&2
+cargo build --release -p flowcast-torch >&2
 cargo build --release -p flowcast-engine --example limit >&2
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 TOPIC="DHT11-limit"

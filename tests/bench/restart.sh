@@ -30,6 +30,7 @@ done
 log() { printf '[restart] %s\n' "$*" >&2; }
 log "building (release)"
 cargo build --release -p flowcast-engine -p flowcast-tests --bin flowcast --bin flowcast-fill
+cargo build --release -p flowcast-torch
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/flowcast-restart.XXXXXX")"
 name="restart-$(date +%s)"

@@ -49,7 +49,8 @@
 #                            fails on them. With 0 the late topics are still compared (empty).
 #   --live-secs S [30] --live-grace S [45] --live-rate R [2500] --live-devices N [500]
 #   --no-live                no latency stage
-#   --bin-dir DIR            take flowcast, flowcast-fill and limit (or examples/limit) from
+#   --bin-dir DIR            take flowcast, flowcast-fill, limit (or examples/limit) and the
+#                            model plugin libflowcast_torch.so (for flowcast-lstm) from
 #                            DIR: no cargo, no deploy/setup.sh. Without it they are built into
 #                            $CARGO_TARGET_DIR [~/.cache/flowcast/target]/release
 #   --out FILE [BENCHMARKS.md]   where the tables go (a test run: always a file in /tmp)
@@ -135,6 +136,7 @@ else
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/flowcast/target}"
   deploy/setup.sh
   cargo build --release -p flowcast-engine -p flowcast-tests --bin flowcast --bin flowcast-fill
+  cargo build --release -p flowcast-torch
   cargo build --release -p flowcast-engine --example limit
   BIN="$CARGO_TARGET_DIR/release"
   LIMIT_BIN="$BIN/examples/limit"
@@ -143,6 +145,10 @@ fi
 for b in "$BIN/flowcast" "$BIN/flowcast-fill" "$LIMIT_BIN"; do
   [[ -x "$b" ]] || { echo "run.sh: $b is missing" >&2; exit 1; }
 done
+# The LSTM row's model comes from the plugin beside the flowcast binary.
+if has flowcast-lstm && [[ ! -f "$BIN/libflowcast_torch.so" ]]; then
+  echo "run.sh: $BIN/libflowcast_torch.so (the LibTorch model plugin) is missing" >&2; exit 1
+fi
 eval "$("$HERE/setup.sh")"
 PY="$SPARK_PY"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/flowcast-bench.XXXXXX")"

@@ -32,6 +32,7 @@ done
 log() { printf '[ui-bench] %s\n' "$*" >&2; }
 log "building (release)"
 cargo build --release -p flowcast-engine -p flowcast-tests --bin flowcast --bin flowcast-fill
+cargo build --release -p flowcast-torch
 BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/flowcast-ui-bench.XXXXXX")"
 export FLOWCAST_RUN_DIR="$WORK/run" FLOWCAST_BIN="$BIN/flowcast"
