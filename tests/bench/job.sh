@@ -7,7 +7,7 @@
 #   Output topic: NAME-out; dead letters NAME-dead; late data NAME-late.
 bench_job() {
   local file=$1 name=$2 brokers=$3 topic=$4 stop=$5 model=$6
-  local epoch=${7:-200ms} ooo=${8:-1m} idle=${9:-10m}
+  local epoch=${7:-10ms} ooo=${8:-1m} idle=${9:-10m}
   local repo model_toml
   repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
   model_toml="kind = \"$model\""

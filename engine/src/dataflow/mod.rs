@@ -20,6 +20,7 @@ pub mod forecast_quality;
 pub mod latency;
 pub mod sequence;
 pub mod source;
+mod source_consumer;
 pub mod source_lag;
 pub mod source_state;
 pub mod window;

@@ -14,24 +14,22 @@
 //! partition. A snapshot at epoch c thus holds exactly the positions after the records
 //! of epochs ≤ c. A restored source starts each partition from its state.
 
+pub use super::source_consumer::{FETCH_TUNING, consumer_config};
+use super::source_consumer::{Feed, spawn_consumer};
 use super::{DeadLetter, Epoch, PartitionMark, SourcedReading};
 use crate::kafka::ClientSettings;
-use crate::lifecycle::adapter::wall_clock_epoch;
+use crate::lifecycle::adapter::{until_next_epoch, wall_clock_epoch};
 use crate::metrics;
 use flowcast_operators::event_time::{self, ClockState, PartitionClock};
 use flowcast_operators::{ParseOptions, Reading};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::{Scope, StreamVec};
-use timely::scheduling::SyncActivator;
+use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 /// What the source emits; [`split`](super::source::split) separates the three kinds.
 #[derive(Debug, Clone)]
@@ -106,39 +104,27 @@ pub struct KafkaSourceConfig {
     pub failure: Arc<Mutex<Option<String>>>,
 }
 
-/// Messages of one poll round, copied into one buffer: no allocation per record.
-#[derive(Debug, Default)]
-struct RawBatch {
-    bytes: Vec<u8>,
-    msgs: Vec<RawMsg>,
-}
+/// How far (wall time) a source may read ahead of the epochs its `gate` has completed.
+const GATE_AHEAD: Duration = Duration::from_millis(100);
 
-#[derive(Debug)]
-struct RawMsg {
-    partition: i32,
-    offset: i64,
-    /// The Kafka record's timestamp (create or log-append time), ms.
-    timestamp: Option<i64>,
-    key: Option<Range<usize>>,
-    payload: Range<usize>,
+/// How many epochs a source may run ahead of its gate: [`GATE_AHEAD`], at least 2.
+pub fn gate_epochs(epoch_interval: Duration) -> Epoch {
+    let n = GATE_AHEAD.as_millis() / epoch_interval.as_millis().max(1);
+    (n as Epoch).max(2)
 }
-
-#[derive(Debug)]
-enum Feed {
-    /// Where the consumer starts reading a partition.
-    Start(i32, i64),
-    Batch(RawBatch),
-    End(i32),
-    Error(String),
-}
-
-const MAX_BATCH: usize = 8192;
-const TICK: Duration = Duration::from_millis(50);
 
 /// Builds the source operator on `scope`.
+///
+/// `gate` is a probe of the job downstream (the window operator's output): the source
+/// reads records into epoch `e` only once the probe shows epoch `e - k` complete
+/// ([`gate_epochs`]). Timely has no backpressure; without the gate a source that reads
+/// faster than the job works stashes the difference in the operators' epoch stashes and
+/// the exchange's queues. Gated, it leaves records in its bounded channel and librdkafka's
+/// bounded prefetch instead, and the consumer thread waits.
 pub fn kafka_source<'s>(
     scope: Scope<'s, Epoch>,
     cfg: KafkaSourceConfig,
+    gate: ProbeHandle<Epoch>,
 ) -> StreamVec<'s, Epoch, SourceEvent> {
     let index = scope.index();
     let peers = scope.peers();
@@ -151,6 +137,9 @@ pub fn kafka_source<'s>(
                 .filter(|p| crate::lifecycle::partition_owner(*p, peers) == index)
                 .collect();
             let activator = worker.sync_activator_for(info.address.to_vec());
+            let wake = scope.activator_for(info.address.clone());
+            let ahead = gate_epochs(cfg.epoch_interval);
+            let mut next_wake: Epoch = 0;
             let started = Instant::now();
             let (ooo, idle) = (cfg.out_of_orderness_ms, cfg.idle_timeout_ms);
             let mut clocks: BTreeMap<i32, PartitionClock> = mine
@@ -171,7 +160,7 @@ pub fn kafka_source<'s>(
                 .map(|(p, s)| (*p, s.next_offset))
                 .collect();
             let mut touched: BTreeSet<i32> = BTreeSet::new();
-            let (rx, consumer_thread) = if mine.is_empty() {
+            let (mut rx, consumer_thread) = if mine.is_empty() {
                 (None, None)
             } else {
                 // Room for a start and an end per partition beside the batches in flight,
@@ -231,7 +220,13 @@ pub fn kafka_source<'s>(
                 let now_ms = started.elapsed().as_millis() as u64;
                 let mut session = output.session(c);
                 let mut disconnected = false;
-                if let Some(rx) = &rx {
+                let gated = gate.less_equal(&c.time().saturating_sub(ahead));
+                if gated {
+                    // Woken again soon to look at the gate; the consumer thread may be
+                    // waiting on the full channel and wakes no one.
+                    wake.activate_after(cfg.epoch_interval / 2);
+                }
+                if let (Some(rx), false) = (&rx, gated) {
                     loop {
                         match rx.try_recv() {
                             Ok(Feed::Batch(batch)) => {
@@ -346,6 +341,9 @@ pub fn kafka_source<'s>(
                         });
                     }
                     cap = None;
+                    // Dropped before the join: a consumer thread blocked on the full
+                    // channel sees it closed and ends.
+                    rx = None;
                     if let Some(h) = consumer_thread.take() {
                         let _ = h.join();
                     }
@@ -358,180 +356,15 @@ pub fn kafka_source<'s>(
                 if now_epoch > *c.time() {
                     c.downgrade(&now_epoch);
                 }
+                // Awake when the next epoch begins, data or not, so that this one ends on
+                // time (the consumer thread's wake-ups come with data, or one tick apart).
+                if now_epoch >= next_wake {
+                    wake.activate_after(until_next_epoch(cfg.epoch_interval));
+                    next_wake = now_epoch + 1;
+                }
             }
         },
     )
-}
-
-fn spawn_consumer(
-    cfg: &KafkaSourceConfig,
-    partitions: Vec<i32>,
-    tx: SyncSender<Feed>,
-    activator: SyncActivator,
-    worker: usize,
-) -> std::thread::JoinHandle<()> {
-    let cfg = cfg.clone();
-    std::thread::Builder::new()
-        .name(format!("kafka-source-{worker}"))
-        .spawn(move || {
-            if let Err(e) = consume(&cfg, &partitions, &tx, &activator) {
-                let _ = tx.send(Feed::Error(e));
-            }
-            let _ = activator.activate();
-        })
-        .unwrap_or_else(|e| panic!("cannot spawn the Kafka consumer thread: {e}"))
-}
-
-/// The source's consumer settings for `job` (the benchmarks' limit row reads with the
-/// same ones: `engine/examples/limit.rs`).
-pub fn consumer_config(settings: &ClientSettings, job: &str) -> rdkafka::ClientConfig {
-    let mut c = settings.client_config();
-    c.set("group.id", format!("flowcast-{job}"))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("client.id", format!("flowcast-{job}-source"))
-        .set("fetch.wait.max.ms", "50")
-        // Prefetch small, fetch again soon. librdkafka keeps an op of ~500 bytes per queued
-        // message, so 200 000 queued messages per partition and 16 MiB fetches (the
-        // earlier settings) held ~1 M messages — 490 MB of ops and 160 MB of decompressed
-        // message sets at the peak of a 10 M-reading drain (heaptrack), for no speed: with
-        // 20 000 messages or 8 MiB per partition and a 5-ms backoff (librdkafka's default
-        // is 1 s once the queue is full) the drain is as fast or faster (BENCHMARKS.md).
-        .set("queued.min.messages", "20000")
-        .set("queued.max.messages.kbytes", "8192")
-        .set("fetch.queue.backoff.ms", "5")
-        .set("max.partition.fetch.bytes", "2097152")
-        .set("fetch.max.bytes", "8388608");
-    // The fetch tuning above is a default: `FLOWCAST_RDKAFKA_*` settings of these win.
-    for (k, v) in &settings.extra {
-        if FETCH_TUNING.contains(&k.as_str()) {
-            c.set(k, v);
-        }
-    }
-    c
-}
-
-/// The source's librdkafka fetch settings a `FLOWCAST_RDKAFKA_*` variable may override.
-pub const FETCH_TUNING: [&str; 6] = [
-    "fetch.wait.max.ms",
-    "queued.min.messages",
-    "queued.max.messages.kbytes",
-    "fetch.queue.backoff.ms",
-    "max.partition.fetch.bytes",
-    "fetch.max.bytes",
-];
-
-fn consume(
-    cfg: &KafkaSourceConfig,
-    partitions: &[i32],
-    tx: &SyncSender<Feed>,
-    activator: &SyncActivator,
-) -> Result<(), String> {
-    let consumer: BaseConsumer = consumer_config(&cfg.settings, &cfg.job)
-        .create()
-        .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
-    let timeout = Duration::from_secs(30);
-    let mut tpl = TopicPartitionList::new();
-    // Offsets tracked by the engine: (next offset to read, end offset) per partition.
-    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-    for &p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(&cfg.topic, p, timeout)
-            .map_err(|e| format!("cannot read the offsets of {}/{p}: {e}", cfg.topic))?;
-        let start = match (cfg.restored.get(&p), cfg.bounds) {
-            // A restored partition continues where the snapshot left it.
-            (Some(s), _) => s.next_offset,
-            (None, Bounds::EarliestBounded | Bounds::EarliestUnbounded) => low,
-            (None, Bounds::LatestUnbounded) => high,
-        };
-        tpl.add_partition_offset(&cfg.topic, p, Offset::Offset(start))
-            .map_err(|e| e.to_string())?;
-        tx.send(Feed::Start(p, start))
-            .map_err(|_| "source operator gone")?;
-        if cfg.bounds == Bounds::EarliestBounded {
-            if high <= start {
-                tx.send(Feed::End(p)).map_err(|_| "source operator gone")?;
-            } else {
-                ends.insert(p, high);
-            }
-        }
-    }
-    consumer
-        .assign(&tpl)
-        .map_err(|e| format!("cannot assign partitions: {e}"))?;
-    let bounded = cfg.bounds == Bounds::EarliestBounded;
-    if bounded && ends.is_empty() {
-        let _ = activator.activate();
-        return Ok(());
-    }
-    let starts: Vec<(i32, i64)> = tpl
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect();
-    let lag = super::source_lag::SourceLag::start(&cfg.job, &cfg.settings, &cfg.topic, &starts);
-    let mut batch = RawBatch::default();
-    while !cfg.shutdown.load(Ordering::Relaxed) && !cfg.stop.load(Ordering::Relaxed) {
-        let mut finished = Vec::new();
-        // Wake the operator at least once per epoch, so an idle source's epochs (and the
-        // windows they close) end on time.
-        let mut wait = TICK.min(cfg.epoch_interval);
-        while batch.msgs.len() < MAX_BATCH {
-            let Some(msg) = consumer.poll(wait) else {
-                break;
-            };
-            wait = Duration::ZERO;
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(job = %cfg.job, "Kafka consumer error (retrying): {e}");
-                    break;
-                }
-            };
-            let p = msg.partition();
-            let key = msg.key().map(|k| {
-                let s = batch.bytes.len();
-                batch.bytes.extend_from_slice(k);
-                s..batch.bytes.len()
-            });
-            let s = batch.bytes.len();
-            batch
-                .bytes
-                .extend_from_slice(msg.payload().unwrap_or_default());
-            lag.read(p, msg.offset());
-            batch.msgs.push(RawMsg {
-                partition: p,
-                offset: msg.offset(),
-                timestamp: msg.timestamp().to_millis(),
-                key,
-                payload: s..batch.bytes.len(),
-            });
-            if let Some(end) = ends.get(&p)
-                && msg.offset() + 1 >= *end
-            {
-                ends.remove(&p);
-                finished.push(p);
-            }
-        }
-        if !batch.msgs.is_empty() {
-            let full = std::mem::take(&mut batch);
-            tx.send(Feed::Batch(full))
-                .map_err(|_| "source operator gone")?;
-        }
-        for p in finished {
-            tx.send(Feed::End(p)).map_err(|_| "source operator gone")?;
-        }
-        if bounded && ends.is_empty() {
-            let _ = activator.activate();
-            return Ok(());
-        }
-        // Wake the operator for data, and at least every tick for epochs and idleness.
-        let _ = activator.activate();
-    }
-    Ok(())
 }
 
 /// A source's output, separated.
@@ -595,5 +428,21 @@ pub fn split<'s>(events: StreamVec<'s, Epoch, SourceEvent>) -> SourceStreams<'s>
                 None
             }
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gate_epochs;
+    use std::time::Duration;
+
+    #[test]
+    fn a_source_runs_at_most_100_ms_and_at_least_two_epochs_ahead_of_its_gate() {
+        assert_eq!(gate_epochs(Duration::from_millis(10)), 10);
+        assert_eq!(gate_epochs(Duration::from_millis(20)), 5);
+        assert_eq!(gate_epochs(Duration::from_millis(50)), 2);
+        assert_eq!(gate_epochs(Duration::from_millis(200)), 2);
+        assert_eq!(gate_epochs(Duration::from_secs(5)), 2);
+        assert_eq!(gate_epochs(Duration::from_micros(500)), 100);
     }
 }

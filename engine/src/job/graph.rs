@@ -25,10 +25,10 @@ use crate::sinks::{self, SinkContext};
 use std::rc::Rc;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use timely::dataflow::Scope;
 use timely::dataflow::operators::core::Concat;
 use timely::dataflow::operators::probe::Probe;
 use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::{ProbeHandle, Scope};
 
 /// Everything a worker needs to build its part of the job.
 #[derive(Debug, Clone)]
@@ -80,6 +80,8 @@ pub fn build(
             state.stop_sources();
             Default::default()
         });
+    // The window operator's progress gates the source (see `kafka_source`).
+    let gate = ProbeHandle::new();
     let events = kafka_source(
         scope,
         KafkaSourceConfig {
@@ -97,6 +99,7 @@ pub fn build(
             restored,
             failure: Arc::clone(&plan.failure),
         },
+        gate.clone(),
     );
     let (sources_done, events) = events.probe();
     let src = split(events);
@@ -136,6 +139,7 @@ pub fn build(
         },
         &ctx,
     );
+    let windows = windows.probe_with(&gate);
     let dead_letters = (&settings, spec.dead_letter_topic.as_str());
     kafka_sink(
         src.dead.concat(refused),

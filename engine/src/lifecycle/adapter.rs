@@ -21,6 +21,15 @@ pub fn wall_clock_epoch(interval: Duration) -> Epoch {
     (since.as_millis() / interval.as_millis().max(1)) as Epoch
 }
 
+/// The wall time left until the next epoch begins.
+pub fn until_next_epoch(interval: Duration) -> Duration {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let ms = interval.as_millis().max(1);
+    Duration::from_millis((ms - since.as_millis() % ms) as u64)
+}
+
 /// What the operators of one worker's dataflow share: the broadcast signals (partition
 /// marks and control commands) and the worker's state bookkeeping.
 #[derive(Clone)]

@@ -1,0 +1,214 @@
+//! The Kafka source's consumer thread: reads the worker's partitions with librdkafka and
+//! hands batches of raw records to the source operator ([`super::source`]) over a bounded
+//! channel, waking it for each.
+
+use super::source::{Bounds, KafkaSourceConfig};
+use crate::kafka::ClientSettings;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+use timely::scheduling::SyncActivator;
+
+const MAX_BATCH: usize = 8192;
+const TICK: Duration = Duration::from_millis(50);
+
+/// Messages of one poll round, copied into one buffer: no allocation per record.
+#[derive(Debug, Default)]
+pub(super) struct RawBatch {
+    pub(super) bytes: Vec<u8>,
+    pub(super) msgs: Vec<RawMsg>,
+}
+
+#[derive(Debug)]
+pub(super) struct RawMsg {
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    /// The Kafka record's timestamp (create or log-append time), ms.
+    pub(super) timestamp: Option<i64>,
+    pub(super) key: Option<Range<usize>>,
+    pub(super) payload: Range<usize>,
+}
+
+#[derive(Debug)]
+pub(super) enum Feed {
+    /// Where the consumer starts reading a partition.
+    Start(i32, i64),
+    Batch(RawBatch),
+    End(i32),
+    Error(String),
+}
+
+pub(super) fn spawn_consumer(
+    cfg: &KafkaSourceConfig,
+    partitions: Vec<i32>,
+    tx: SyncSender<Feed>,
+    activator: SyncActivator,
+    worker: usize,
+) -> std::thread::JoinHandle<()> {
+    let cfg = cfg.clone();
+    std::thread::Builder::new()
+        .name(format!("kafka-source-{worker}"))
+        .spawn(move || {
+            if let Err(e) = consume(&cfg, &partitions, &tx, &activator) {
+                let _ = tx.send(Feed::Error(e));
+            }
+            let _ = activator.activate();
+        })
+        .unwrap_or_else(|e| panic!("cannot spawn the Kafka consumer thread: {e}"))
+}
+
+/// The source's consumer settings for `job` (the benchmarks' limit row reads with the
+/// same ones: `engine/examples/limit.rs`).
+pub fn consumer_config(settings: &ClientSettings, job: &str) -> rdkafka::ClientConfig {
+    let mut c = settings.client_config();
+    c.set("group.id", format!("flowcast-{job}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("client.id", format!("flowcast-{job}-source"))
+        .set("fetch.wait.max.ms", "50")
+        // Prefetch small, fetch again soon. librdkafka keeps an op of ~500 bytes per queued
+        // message, so 200 000 queued messages per partition and 16 MiB fetches (the
+        // earlier settings) held ~1 M messages — 490 MB of ops and 160 MB of decompressed
+        // message sets at the peak of a 10 M-reading drain (heaptrack), for no speed: with
+        // 20 000 messages or 8 MiB per partition and a 5-ms backoff (librdkafka's default
+        // is 1 s once the queue is full) the drain is as fast or faster (BENCHMARKS.md).
+        .set("queued.min.messages", "20000")
+        .set("queued.max.messages.kbytes", "8192")
+        .set("fetch.queue.backoff.ms", "5")
+        .set("max.partition.fetch.bytes", "2097152")
+        .set("fetch.max.bytes", "8388608");
+    // The fetch tuning above is a default: `FLOWCAST_RDKAFKA_*` settings of these win.
+    for (k, v) in &settings.extra {
+        if FETCH_TUNING.contains(&k.as_str()) {
+            c.set(k, v);
+        }
+    }
+    c
+}
+
+/// The source's librdkafka fetch settings a `FLOWCAST_RDKAFKA_*` variable may override.
+pub const FETCH_TUNING: [&str; 6] = [
+    "fetch.wait.max.ms",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "fetch.queue.backoff.ms",
+    "max.partition.fetch.bytes",
+    "fetch.max.bytes",
+];
+
+fn consume(
+    cfg: &KafkaSourceConfig,
+    partitions: &[i32],
+    tx: &SyncSender<Feed>,
+    activator: &SyncActivator,
+) -> Result<(), String> {
+    let consumer: BaseConsumer = consumer_config(&cfg.settings, &cfg.job)
+        .create()
+        .map_err(|e| format!("cannot create the Kafka consumer: {e}"))?;
+    let timeout = Duration::from_secs(30);
+    let mut tpl = TopicPartitionList::new();
+    // Offsets tracked by the engine: (next offset to read, end offset) per partition.
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for &p in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(&cfg.topic, p, timeout)
+            .map_err(|e| format!("cannot read the offsets of {}/{p}: {e}", cfg.topic))?;
+        let start = match (cfg.restored.get(&p), cfg.bounds) {
+            // A restored partition continues where the snapshot left it.
+            (Some(s), _) => s.next_offset,
+            (None, Bounds::EarliestBounded | Bounds::EarliestUnbounded) => low,
+            (None, Bounds::LatestUnbounded) => high,
+        };
+        tpl.add_partition_offset(&cfg.topic, p, Offset::Offset(start))
+            .map_err(|e| e.to_string())?;
+        tx.send(Feed::Start(p, start))
+            .map_err(|_| "source operator gone")?;
+        if cfg.bounds == Bounds::EarliestBounded {
+            if high <= start {
+                tx.send(Feed::End(p)).map_err(|_| "source operator gone")?;
+            } else {
+                ends.insert(p, high);
+            }
+        }
+    }
+    consumer
+        .assign(&tpl)
+        .map_err(|e| format!("cannot assign partitions: {e}"))?;
+    let bounded = cfg.bounds == Bounds::EarliestBounded;
+    if bounded && ends.is_empty() {
+        let _ = activator.activate();
+        return Ok(());
+    }
+    let starts: Vec<(i32, i64)> = tpl
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect();
+    let lag = super::source_lag::SourceLag::start(&cfg.job, &cfg.settings, &cfg.topic, &starts);
+    let mut batch = RawBatch::default();
+    while !cfg.shutdown.load(Ordering::Relaxed) && !cfg.stop.load(Ordering::Relaxed) {
+        let mut finished = Vec::new();
+        // Wake the operator at least once per epoch, so an idle source's epochs (and the
+        // windows they close) end on time.
+        let mut wait = TICK.min(cfg.epoch_interval);
+        while batch.msgs.len() < MAX_BATCH {
+            let Some(msg) = consumer.poll(wait) else {
+                break;
+            };
+            wait = Duration::ZERO;
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(job = %cfg.job, "Kafka consumer error (retrying): {e}");
+                    break;
+                }
+            };
+            let p = msg.partition();
+            let key = msg.key().map(|k| {
+                let s = batch.bytes.len();
+                batch.bytes.extend_from_slice(k);
+                s..batch.bytes.len()
+            });
+            let s = batch.bytes.len();
+            batch
+                .bytes
+                .extend_from_slice(msg.payload().unwrap_or_default());
+            lag.read(p, msg.offset());
+            batch.msgs.push(RawMsg {
+                partition: p,
+                offset: msg.offset(),
+                timestamp: msg.timestamp().to_millis(),
+                key,
+                payload: s..batch.bytes.len(),
+            });
+            if let Some(end) = ends.get(&p)
+                && msg.offset() + 1 >= *end
+            {
+                ends.remove(&p);
+                finished.push(p);
+            }
+        }
+        if !batch.msgs.is_empty() {
+            let full = std::mem::take(&mut batch);
+            tx.send(Feed::Batch(full))
+                .map_err(|_| "source operator gone")?;
+        }
+        for p in finished {
+            tx.send(Feed::End(p)).map_err(|_| "source operator gone")?;
+        }
+        if bounded && ends.is_empty() {
+            let _ = activator.activate();
+            return Ok(());
+        }
+        // Wake the operator for data, and at least every tick for epochs and idleness.
+        let _ = activator.activate();
+    }
+    Ok(())
+}
