@@ -79,7 +79,8 @@ fn load_plugin() -> Result<Plugin, String> {
     let Some(path) = tried.iter().find(|p| p.exists()) else {
         return Err(format!(
             "the LibTorch model plugin {PLUGIN_FILE} is not at {} (build it with \
-             `cargo build --release -p flowcast-torch`, or set FLOWCAST_TORCH_PLUGIN)",
+             `cargo build -p flowcast-torch`, with `--release` for a release flowcast, or \
+             set FLOWCAST_TORCH_PLUGIN)",
             tried
                 .iter()
                 .map(|p| p.display().to_string())
