@@ -104,10 +104,11 @@ pub struct KafkaSourceConfig {
     pub failure: Arc<Mutex<Option<String>>>,
 }
 
-/// How far (wall time) a source may read ahead of the epochs its `gate` has completed.
+/// How far (wall time) the window operator may fall behind the sources before they wait.
 const GATE_AHEAD: Duration = Duration::from_millis(100);
 
-/// How many epochs a source may run ahead of its gate: [`GATE_AHEAD`], at least 2.
+/// How many epochs the window operator may fall behind the sources: [`GATE_AHEAD`], at
+/// least 2.
 pub fn gate_epochs(epoch_interval: Duration) -> Epoch {
     let n = GATE_AHEAD.as_millis() / epoch_interval.as_millis().max(1);
     (n as Epoch).max(2)
@@ -115,16 +116,19 @@ pub fn gate_epochs(epoch_interval: Duration) -> Epoch {
 
 /// Builds the source operator on `scope`.
 ///
-/// `gate` is a probe of the job downstream (the window operator's output): the source
-/// reads records into epoch `e` only once the probe shows epoch `e - k` complete
+/// The gate: `sources` probes every source's output and `gate` the job downstream (the
+/// window operator's output). With the sources at epoch `s` (the least over all workers
+/// and processes), a source reads records only once the gate shows epoch `s - k` complete
 /// ([`gate_epochs`]). Timely has no backpressure; without the gate a source that reads
 /// faster than the job works stashes the difference in the operators' epoch stashes and
 /// the exchange's queues. Gated, it leaves records in its bounded channel and librdkafka's
-/// bounded prefetch instead, and the consumer thread waits.
+/// bounded prefetch instead, and the consumer thread waits. Measured against the sources'
+/// own progress rather than this worker's clock, a host whose clock lags (its epochs
+/// behind) slows the gate by nothing but the backlog it causes.
 pub fn kafka_source<'s>(
     scope: Scope<'s, Epoch>,
     cfg: KafkaSourceConfig,
-    gate: ProbeHandle<Epoch>,
+    (sources, gate): (ProbeHandle<Epoch>, ProbeHandle<Epoch>),
 ) -> StreamVec<'s, Epoch, SourceEvent> {
     let index = scope.index();
     let peers = scope.peers();
@@ -220,7 +224,9 @@ pub fn kafka_source<'s>(
                 let now_ms = started.elapsed().as_millis() as u64;
                 let mut session = output.session(c);
                 let mut disconnected = false;
-                let gated = gate.less_equal(&c.time().saturating_sub(ahead));
+                let gated = sources
+                    .with_frontier(|f| f.first().copied())
+                    .is_some_and(|s| gate.less_equal(&s.saturating_sub(ahead)));
                 if gated {
                     // Woken again soon to look at the gate; the consumer thread may be
                     // waiting on the full channel and wakes no one.

@@ -80,8 +80,8 @@ pub fn build(
             state.stop_sources();
             Default::default()
         });
-    // The window operator's progress gates the source (see `kafka_source`).
-    let gate = ProbeHandle::new();
+    // The window operator's progress against the sources' gates them (see `kafka_source`).
+    let (sources_done, gate) = (ProbeHandle::new(), ProbeHandle::new());
     let events = kafka_source(
         scope,
         KafkaSourceConfig {
@@ -99,9 +99,9 @@ pub fn build(
             restored,
             failure: Arc::clone(&plan.failure),
         },
-        gate.clone(),
+        (sources_done.clone(), gate.clone()),
     );
-    let (sources_done, events) = events.probe();
+    let events = events.probe_with(&sources_done);
     let src = split(events);
     let control = control_stream(scope, control, sources_done, spec.epoch_interval);
     let signals = src
