@@ -10,7 +10,7 @@
 //! `cargo bench -p flowcast-operators --bench inference`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use flowcast_operators::inference::Forecaster;
+use flowcast_inference::Forecaster;
 use serde::Deserialize;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

@@ -14,10 +14,10 @@
 mod common;
 
 use common::windows::{Norm, Windows, data_path, linear_predict, load_columns};
+use flowcast_inference::{Forecaster, LinearBaseline, ModelMetadata};
 use flowcast_operators::ForecasterKind;
 use flowcast_operators::SensorKind;
 use flowcast_operators::accuracy::{Accuracies, AccuracySettings, GuardSettings};
-use flowcast_operators::inference::{Forecaster, LinearBaseline, ModelMetadata};
 use std::path::Path;
 
 const SEASON: usize = 48;

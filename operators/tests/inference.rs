@@ -2,7 +2,7 @@
 //! committed fixtures, and every way loading or forecasting can fail is a typed error with the
 //! right [`Fault`].
 
-use flowcast_operators::inference::{Fault, Forecaster, InferenceError, LoadOptions};
+use flowcast_inference::{Fault, Forecaster, InferenceError, LoadOptions};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 mod common;
 
 use common::windows::{Norm, data_path, linear_predict, load_windows, parse_time};
-use flowcast_operators::inference::{ErrorMetrics, Forecaster, LinearBaseline, TargetMetrics};
+use flowcast_inference::{ErrorMetrics, Forecaster, LinearBaseline, TargetMetrics};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

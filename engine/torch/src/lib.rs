@@ -10,7 +10,7 @@
 //! errors are returned as NUL-terminated strings the caller frees with
 //! [`flowcast_torch_free_error`]; no panic crosses the boundary.
 
-use flowcast_operators::inference::{Forecaster, LoadOptions};
+use flowcast_inference::{Forecaster, LoadOptions};
 use std::ffi::{CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;

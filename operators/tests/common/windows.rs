@@ -4,7 +4,7 @@
 //! window missing any of its readings is dropped.
 #![allow(dead_code)] // each test file uses a part
 
-use flowcast_operators::inference::{LinearBaseline, ModelMetadata};
+use flowcast_inference::{LinearBaseline, ModelMetadata};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

@@ -13,13 +13,13 @@
 //! # Examples
 //!
 //! ```no_run
-//! use flowcast_operators::inference::Forecaster;
+//! use flowcast_inference::Forecaster;
 //!
 //! let forecaster = Forecaster::open("models/dht11_lstm.json")?;
 //! let history = vec![[21.0_f32, 45.0_f32]; forecaster.sequence_length()];
 //! let [temperature, humidity] = forecaster.forecast(&[&history])?[0];
 //! println!("next window: {temperature:.2} °C, {humidity:.1} %RH");
-//! # Ok::<(), flowcast_operators::inference::InferenceError>(())
+//! # Ok::<(), flowcast_inference::InferenceError>(())
 //! ```
 
 mod error;
