@@ -107,6 +107,12 @@ pub struct KafkaSourceConfig {
 /// How far (wall time) the window operator may fall behind the sources before they wait.
 const GATE_AHEAD: Duration = Duration::from_millis(100);
 
+/// How many of the consumer thread's batches (each up to 8 192 records) a source emits per
+/// activation. Unbounded, one activation read for as long as the consumer thread kept the
+/// channel full (it runs in parallel), and the heap's peak was those records in flight in
+/// timely's buffers between the source and the window operator.
+const BATCHES_PER_ACTIVATION: usize = 2;
+
 /// How many epochs the window operator may fall behind the sources: [`GATE_AHEAD`], at
 /// least 2.
 pub fn gate_epochs(epoch_interval: Duration) -> Epoch {
@@ -233,9 +239,17 @@ pub fn kafka_source<'s>(
                     wake.activate_after(cfg.epoch_interval / 2);
                 }
                 if let (Some(rx), false) = (&rx, gated) {
+                    let mut batches = 0;
                     loop {
+                        if batches == BATCHES_PER_ACTIVATION {
+                            // More may wait: yield to the operators downstream first, so
+                            // one activation's records do not pile up in their buffers.
+                            wake.activate();
+                            break;
+                        }
                         match rx.try_recv() {
                             Ok(Feed::Batch(batch)) => {
+                                batches += 1;
                                 let mut per_partition: BTreeMap<i32, u64> = BTreeMap::new();
                                 for m in &batch.msgs {
                                     *per_partition.entry(m.partition).or_default() += 1;
