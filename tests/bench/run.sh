@@ -18,8 +18,9 @@
 #    flink-w1, flowcast-w2, flink-w2, then the exactly-once pair flowcast-eo-w1, flink-eo-w1,
 #    flowcast-eo-w2, flink-eo-w2 - every run of round k writing to fresh topics
 #    rK-RUN-{out,dead,late} (Flowcast under a fresh job name, so a fresh consumer group);
-#    then once each: Flowcast with the LSTM (largest worker count) and Spark (far behind and
-#    slow: minutes per drain);
+#    then once each: Flowcast as a cluster of 2 processes of 1 worker on this machine
+#    (flowcast-p2, harness/cluster.sh: the exchange over TCP instead of in memory), Flowcast
+#    with the LSTM (largest worker count) and Spark (far behind and slow: minutes per drain);
 # 4. after the last timed drain, checks round 1's outputs of every run against flowcast-w1's
 #    (harness/check.py): sequences, dead letters and late records, duplicates counted,
 #    exactly-once outputs read read_committed - no numbers otherwise;
@@ -37,7 +38,7 @@
 #   --readings N [10000000]  --devices N [10000]   the filled topic
 #   --workers "1 2"          worker counts of the Flowcast, Flink and Spark rows
 #   --eo-workers "1 2"       worker counts of the exactly-once rows
-#   --engines "limit flowcast flowcast-lstm flink spark eo"   rows to run (flowcast is the
+#   --engines "limit flowcast flowcast-p2 flowcast-lstm flink spark eo"   rows to run (flowcast is the
 #                            reference the check compares with: always include it)
 #   --repeats N [3]          rounds of the repeated rows (limit, flowcast, flink, eo)
 #   --checkpoint-secs S [10] checkpoint interval of the exactly-once rows
@@ -73,7 +74,7 @@ READINGS=10000000
 DEVICES=10000
 WORKERS="1 2"
 EO_WORKERS="1 2"
-ENGINES="limit flowcast flowcast-lstm flink spark eo"
+ENGINES="limit flowcast flowcast-p2 flowcast-lstm flink spark eo"
 REPEATS=3
 CKPT_SECS=10
 LATE=0
@@ -102,14 +103,14 @@ while [[ $# -gt 0 ]]; do
     --no-live) LIVE_SECS=0; shift ;;
     --bin-dir) BIN_DIR="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,59p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,66p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 [[ " $ENGINES " == *" flowcast "* ]] || { echo "run.sh: --engines must include flowcast (the reference)" >&2; exit 2; }
 ((REPEATS >= 1)) || { echo "run.sh: --repeats must be at least 1" >&2; exit 2; }
 for e in $ENGINES; do
-  case "$e" in limit|flowcast|flowcast-lstm|flink|spark|eo) ;; *) echo "run.sh: unknown engine $e" >&2; exit 2 ;; esac
+  case "$e" in limit|flowcast|flowcast-p2|flowcast-lstm|flink|spark|eo) ;; *) echo "run.sh: unknown engine $e" >&2; exit 2 ;; esac
 done
 # Progress: numbered stages and runs ("stage 3/6", "drain 2/8"), bold on a terminal only.
 log() {
@@ -120,6 +121,8 @@ STAGE=0
 stage() { STAGE=$((STAGE + 1)); log "stage $STAGE/$STAGES: $* ($((SECONDS / 60)) min so far)"; }
 has() { [[ " $ENGINES " == *" $1 "* ]]; }
 PORT="${FLOWCAST_BENCH_PORT:-9350}"
+# The 2-process row's processes talk to each other on this port and the next.
+CLUSTER_PORT="${FLOWCAST_BENCH_CLUSTER_PORT:-9360}"
 BROKERS="127.0.0.1:$PORT"
 TOPIC="DHT11-bench"
 BAD=$((READINGS / 10000 + 11))
@@ -188,6 +191,7 @@ if has eo; then
     REPEATED+=("flowcast-eo-w$w flowcast $w off exactly-once" "flink-eo-w$w flink $w - exactly-once")
   done
 fi
+has flowcast-p2 && ONCE+=("flowcast-p2 flowcast-cluster 2 off at-least-once")
 has flowcast-lstm && ONCE+=("flowcast-lstm-w$max_w flowcast $max_w torchscript at-least-once")
 if has spark; then
   for w in $WORKERS; do ONCE+=("spark-w$w spark $w - at-least-once"); done
@@ -215,6 +219,11 @@ engine_cmd() {
         printf '\n[checkpoint]\nlocation = "%s"\ninterval = "%ss"\n' "$WORK/$prefix.checkpoints" "$CKPT_SECS" >> "$toml"
       fi
       CMD=("$BIN/flowcast" run "$toml" --workers "$workers" --brokers "$BROKERS") ;;
+    flowcast-cluster)
+      # WORKERS processes of 1 worker each.
+      bench_job "$toml" "$prefix" "$BROKERS" "$input" "$stop" "$model"
+      CMD=(bash "$H/cluster.sh" "$workers" "$CLUSTER_PORT" "$BIN/flowcast" "$toml" --workers 1
+        --brokers "$BROKERS") ;;
     flink)
       CMD=(java -Xmx2g -cp "$FLINK_CP" dev.flowcast.bench.FlinkJob --brokers "$BROKERS"
         --topic "$input" --output "$prefix-out" --dead-letters "$prefix-dead" --late "$prefix-late"

@@ -215,7 +215,10 @@ def table(runs):
     ]
     for r in runs:
         s = r["s"]
-        workers = "1 (consumer)" if r["engine"] == "limit" else str(r["workers"])
+        workers = {
+            "limit": "1 (consumer)",
+            "flowcast-cluster": f"{r['workers']} ({r['workers']} processes × 1)",
+        }.get(r["engine"], str(r["workers"]))
         o.append(
             f"| {r['id']} | {workers} | {len(r['rounds'])} | {cell(s['tput'])} | {cell(s['tput_job'])}"
             f" | {cell(s['cpu'], 1)} | {cell(s['cores'], 2)} | {cell(s['per_cpu'])} | {cell(s['pss'])}"
@@ -259,7 +262,7 @@ def main():
 
     runs = load_runs(res, total)
     round_order = [r["id"] for r in runs if r["repeats"] > 1]
-    order = {"limit": 0, "flowcast": 1, "flink": 3, "spark": 4}
+    order = {"limit": 0, "flowcast": 1, "flowcast-cluster": 2, "flink": 4, "spark": 5}
     runs.sort(
         key=lambda r: (r["eo"], order.get(r["engine"], 9) + (r["model"] == "torchscript"), r["workers"])
     )
@@ -319,16 +322,26 @@ def main():
             pairs += [(r["id"], f"flink-eo-w{w}"), (r["id"], f"flowcast-w{w}")]
         elif r["engine"] == "flink":
             pairs.append((r["id"], f"flink-w{r['workers']}"))
+    for r in alo:
+        if r["engine"] == "flowcast-cluster":
+            pairs += [(r["id"], f"flowcast-w{r['workers']}"), (r["id"], "flowcast-w1")]
     o.extend(ratio_rows(by, pairs))
     o.append("")
-    scale = [r for r in alo if r["engine"] == "flowcast" and r["model"] == "off"]
+    scale = [r for r in alo if r["engine"].startswith("flowcast") and r["model"] == "off"]
     if len(scale) > 1:
         b = med(scale[0], "tput")
+
+        def name(r):
+            w = f"{r['workers']} worker{'s' if r['workers'] > 1 else ''}"
+            return f"{w} in {r['workers']} processes" if r["engine"] == "flowcast-cluster" else w
+
         o.append(
-            "Flowcast scaling (model off, medians): "
+            "Flowcast scaling (model off, medians of readings/s (wall); per worker = divided by"
+            " the workers): "
             + ", ".join(
-                f"{r['workers']} worker{'s' if r['workers'] > 1 else ''} {fmt(med(r, 'tput'))}/s"
-                f" ({med(r, 'tput') / b:.2f}×)"
+                f"{name(r)} {fmt(med(r, 'tput'))}/s ({med(r, 'tput') / b:.2f}×; per worker"
+                f" {fmt(med(r, 'tput') / r['workers'])}/s; {fmt(med(r, 'per_cpu'))} per CPU-s,"
+                f" {med(r, 'cores'):.2f} cores)"
                 for r in scale
             )
         )
