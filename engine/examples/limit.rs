@@ -1,6 +1,7 @@
 //! The limit row of the benchmarks (issue 18): what this machine allows for a job's
 //! unavoidable work. A bare consumer loop with the source's own librdkafka settings
-//! ([`flowcast_engine::dataflow::source::consumer_config`]) reads every partition of the
+//! ([`flowcast_engine::dataflow::source::consumer_config`]), read in batches as the source
+//! reads them ([`BatchConsumer`]), takes every partition of the
 //! job's topic from its beginning to the end offsets it had at the start, and decodes and
 //! validates every record with the source's own call ([`Reading::parse_record`] with the
 //! spec's bounds) — and does nothing else: no dataflow, no windows, no output.
@@ -14,9 +15,10 @@
 use flowcast_engine::dataflow::source::consumer_config;
 use flowcast_engine::job::JobSpec;
 use flowcast_engine::kafka::ClientSettings;
+use flowcast_engine::kafka::batch_consume::{BatchConsumer, Polled};
 use flowcast_operators::Reading;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -56,27 +58,38 @@ fn main() -> anyhow::Result<()> {
     consumer.assign(&tpl)?;
     let started = Instant::now();
     let (mut valid, mut refused) = (0u64, 0u64);
+    let mut error = None;
+    let mut reader = BatchConsumer::new(&consumer, 8192);
     while !left.is_empty() {
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
+        let mut on_message = |m: Polled<'_>| {
+            match Reading::parse_record(m.key, m.payload, m.timestamp, &parse) {
+                Ok(r) => {
+                    valid += 1;
+                    std::hint::black_box(r);
+                }
+                Err(e) => {
+                    refused += 1;
+                    std::hint::black_box(e);
+                }
+            }
+            if left
+                .get(&m.partition)
+                .is_some_and(|&end| m.offset + 1 >= end)
+            {
+                left.remove(&m.partition);
+            }
         };
-        let m = m?;
-        let ts = m.timestamp().to_millis();
-        match Reading::parse_record(m.key(), m.payload().unwrap_or_default(), ts, &parse) {
-            Ok(r) => {
-                valid += 1;
-                std::hint::black_box(r);
-            }
-            Err(e) => {
-                refused += 1;
-                std::hint::black_box(e);
-            }
+        let mut on_error = |e| error = Some(e);
+        if reader.poll(Duration::ZERO, 8192, &mut on_message, &mut on_error) == 0 {
+            reader.poll(
+                Duration::from_millis(100),
+                1,
+                &mut on_message,
+                &mut on_error,
+            );
         }
-        if left
-            .get(&m.partition())
-            .is_some_and(|&end| m.offset() + 1 >= end)
-        {
-            left.remove(&m.partition());
+        if let Some(e) = error {
+            anyhow::bail!("Kafka consumer error: {e}");
         }
     }
     let secs = started.elapsed().as_secs_f64();

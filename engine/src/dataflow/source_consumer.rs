@@ -4,8 +4,10 @@
 
 use super::source::{Bounds, KafkaSourceConfig};
 use crate::kafka::ClientSettings;
+use crate::kafka::batch_consume::{BatchConsumer, Polled};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -153,46 +155,64 @@ fn consume(
         .collect();
     let lag = super::source_lag::SourceLag::start(&cfg.job, &cfg.settings, &cfg.topic, &starts);
     let mut batch = RawBatch::default();
+    let mut reader = BatchConsumer::new(&consumer, MAX_BATCH);
     while !cfg.shutdown.load(Ordering::Relaxed) && !cfg.stop.load(Ordering::Relaxed) {
         let mut finished = Vec::new();
         // Wake the operator at least once per epoch, so an idle source's epochs (and the
         // windows they close) end on time.
-        let mut wait = TICK.min(cfg.epoch_interval);
-        while batch.msgs.len() < MAX_BATCH {
-            let Some(msg) = consumer.poll(wait) else {
-                break;
-            };
-            wait = Duration::ZERO;
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(job = %cfg.job, "Kafka consumer error (retrying): {e}");
-                    break;
-                }
-            };
-            let p = msg.partition();
-            let key = msg.key().map(|k| {
+        let wait = TICK.min(cfg.epoch_interval);
+        let failed = Cell::new(false);
+        let mut on_message = |msg: Polled<'_>| {
+            let p = msg.partition;
+            let key = msg.key.map(|k| {
                 let s = batch.bytes.len();
                 batch.bytes.extend_from_slice(k);
                 s..batch.bytes.len()
             });
             let s = batch.bytes.len();
-            batch
-                .bytes
-                .extend_from_slice(msg.payload().unwrap_or_default());
-            lag.read(p, msg.offset());
+            batch.bytes.extend_from_slice(msg.payload);
+            lag.read(p, msg.offset);
             batch.msgs.push(RawMsg {
                 partition: p,
-                offset: msg.offset(),
-                timestamp: msg.timestamp().to_millis(),
+                offset: msg.offset,
+                timestamp: msg.timestamp,
                 key,
                 payload: s..batch.bytes.len(),
             });
             if let Some(end) = ends.get(&p)
-                && msg.offset() + 1 >= *end
+                && msg.offset + 1 >= *end
             {
                 ends.remove(&p);
                 finished.push(p);
+            }
+        };
+        let mut on_error = |e| {
+            tracing::warn!(job = %cfg.job, "Kafka consumer error (retrying): {e}");
+            failed.set(true);
+        };
+        // What the queue holds now, up to MAX_BATCH; when it holds nothing, wait for one
+        // message (a batch call with a timeout waits until its whole batch has come), then
+        // take what has come with it.
+        let mut taken = 0;
+        let mut waited = false;
+        while taken < MAX_BATCH && !failed.get() {
+            let n = reader.poll(
+                Duration::ZERO,
+                MAX_BATCH - taken,
+                &mut on_message,
+                &mut on_error,
+            );
+            taken += n;
+            if n == 0 {
+                if waited || taken > 0 {
+                    break;
+                }
+                waited = true;
+                let n = reader.poll(wait, 1, &mut on_message, &mut on_error);
+                if n == 0 {
+                    break;
+                }
+                taken += n;
             }
         }
         if !batch.msgs.is_empty() {

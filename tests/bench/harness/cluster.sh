@@ -9,7 +9,8 @@
 # the hosts 127.0.0.1:FIRST_PORT.. and the given options (e.g. --workers 1 --brokers B).
 # SIGINT and SIGTERM are passed on to every process. Each process's output is printed
 # prefixed `[pI]`, then one last line in the engine's summary form: the records all
-# processes read, in the time of the slowest (what the report takes as the job's time).
+# processes read, in the time of the slowest (what the report takes as the job's time),
+# and their rate.
 # The exit code is the first non-zero one of the processes.
 set -uo pipefail
 n=$1 port=$2 bin=$3 job=$4
@@ -49,6 +50,7 @@ for ((i = 0; i < n; i++)); do
   fi
 done
 if ((rc == 0)); then
-  echo "flowcast: cluster of $n processes read $records records in ${secs}s"
+  rate="$(awk -v r="$records" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0) ? r / s : 0 }')"
+  echo "flowcast: cluster of $n processes read $records records in ${secs}s ($rate records/s)"
 fi
 exit "$rc"
