@@ -48,7 +48,7 @@
 #                            workers the late topics differ (200 k-reading run of 2026-12-02:
 #                            Flowcast 10 at 1 worker, 0 at 2; Flink 10 and 20) and the check
 #                            fails on them. With 0 the late topics are still compared (empty).
-#   --live-secs S [30] --live-grace S [45] --live-rate R [2500] --live-devices N [500]
+#   --live-secs S [45] --live-grace S [45] --live-rate R [2500] --live-devices N [500]
 #   --no-live                no latency stage
 #   --bin-dir DIR            take flowcast, flowcast-fill, limit (or examples/limit) and the
 #                            model plugin libflowcast_torch.so (for flowcast-lstm) from
@@ -58,10 +58,13 @@
 #
 # Duration at full size on the 2-core machine (from the drains measured so far: a Flowcast
 # drain of 10 M readings 12-15 s, Flink 25-40 s, Spark 2.5-4 min, the fill ~30 s; a live run
-# is its start-up + warm-up + LIVE_GRACE + LIVE_SECS, ~100 s): setup and fill ~2 min; 3
-# rounds of 9 drains (~4.5 min a round) ~14 min; the LSTM row and Spark ~7 min; the check
-# ~3 min; 11 live runs ~18 min - about 45 min. Live runs are therefore once per row, not per
-# repeat: live runs of the 8 repeated rows in every round would add ~27 min, past the hour.
+# is its start-up + warm-up + LIVE_GRACE + LIVE_SECS, ~115 s): setup and fill ~2 min; 3
+# rounds of 9 drains (~4.5 min a round) ~14 min; the 2-process row, the LSTM row and Spark
+# ~8 min; the check ~3 min; 12 live runs ~23 min - about 50 min (49 min on 2026-12-03 with
+# 11 live runs of 30 s). Live runs are therefore once per row, not per repeat: live runs of
+# the 8 repeated rows in every round would add ~30 min, past the hour. A live run's p99 is
+# about its worst window's (each window closes 500 outputs at once): 45 s measure ~30
+# windows, where 30 s measured 20 and gave p99s 23-47 ms for one binary on one day.
 #
 # Not part of cargo test or CI: it wants the machine alone.
 set -euo pipefail
@@ -78,7 +81,7 @@ ENGINES="limit flowcast flowcast-p2 flowcast-lstm flink spark eo"
 REPEATS=3
 CKPT_SECS=10
 LATE=0
-LIVE_SECS=30
+LIVE_SECS=45
 LIVE_GRACE=45
 LIVE_RATE=2500
 LIVE_DEVICES=500
@@ -103,7 +106,7 @@ while [[ $# -gt 0 ]]; do
     --no-live) LIVE_SECS=0; shift ;;
     --bin-dir) BIN_DIR="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,66p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,69p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
