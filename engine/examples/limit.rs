@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
     let mut error = None;
     let mut reader = BatchConsumer::new(&consumer, 8192);
     while !left.is_empty() {
-        let mut on_message = |m: Polled<'_>| {
+        let on_message = |m: Polled<'_>| {
             match Reading::parse_record(m.key, m.payload, m.timestamp, &parse) {
                 Ok(r) => {
                     valid += 1;
@@ -79,15 +79,9 @@ fn main() -> anyhow::Result<()> {
                 left.remove(&m.partition);
             }
         };
-        let mut on_error = |e| error = Some(e);
-        if reader.poll(Duration::ZERO, 8192, &mut on_message, &mut on_error) == 0 {
-            reader.poll(
-                Duration::from_millis(100),
-                1,
-                &mut on_message,
-                &mut on_error,
-            );
-        }
+        reader.poll_batch(Duration::from_millis(100), 8192, on_message, |e| {
+            error = Some(e);
+        });
         if let Some(e) = error {
             anyhow::bail!("Kafka consumer error: {e}");
         }

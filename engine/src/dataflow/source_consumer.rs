@@ -4,10 +4,9 @@
 
 use super::source::{Bounds, KafkaSourceConfig};
 use crate::kafka::ClientSettings;
-use crate::kafka::batch_consume::{BatchConsumer, Polled};
+use crate::kafka::batch_consume::BatchConsumer;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
@@ -161,60 +160,35 @@ fn consume(
         // Wake the operator at least once per epoch, so an idle source's epochs (and the
         // windows they close) end on time.
         let wait = TICK.min(cfg.epoch_interval);
-        let failed = Cell::new(false);
-        let mut on_message = |msg: Polled<'_>| {
-            let p = msg.partition;
-            let key = msg.key.map(|k| {
+        reader.poll_batch(
+            wait,
+            MAX_BATCH,
+            |msg| {
+                let p = msg.partition;
+                let key = msg.key.map(|k| {
+                    let s = batch.bytes.len();
+                    batch.bytes.extend_from_slice(k);
+                    s..batch.bytes.len()
+                });
                 let s = batch.bytes.len();
-                batch.bytes.extend_from_slice(k);
-                s..batch.bytes.len()
-            });
-            let s = batch.bytes.len();
-            batch.bytes.extend_from_slice(msg.payload);
-            lag.read(p, msg.offset);
-            batch.msgs.push(RawMsg {
-                partition: p,
-                offset: msg.offset,
-                timestamp: msg.timestamp,
-                key,
-                payload: s..batch.bytes.len(),
-            });
-            if let Some(end) = ends.get(&p)
-                && msg.offset + 1 >= *end
-            {
-                ends.remove(&p);
-                finished.push(p);
-            }
-        };
-        let mut on_error = |e| {
-            tracing::warn!(job = %cfg.job, "Kafka consumer error (retrying): {e}");
-            failed.set(true);
-        };
-        // What the queue holds now, up to MAX_BATCH; when it holds nothing, wait for one
-        // message (a batch call with a timeout waits until its whole batch has come), then
-        // take what has come with it.
-        let mut taken = 0;
-        let mut waited = false;
-        while taken < MAX_BATCH && !failed.get() {
-            let n = reader.poll(
-                Duration::ZERO,
-                MAX_BATCH - taken,
-                &mut on_message,
-                &mut on_error,
-            );
-            taken += n;
-            if n == 0 {
-                if waited || taken > 0 {
-                    break;
+                batch.bytes.extend_from_slice(msg.payload);
+                lag.read(p, msg.offset);
+                batch.msgs.push(RawMsg {
+                    partition: p,
+                    offset: msg.offset,
+                    timestamp: msg.timestamp,
+                    key,
+                    payload: s..batch.bytes.len(),
+                });
+                if let Some(end) = ends.get(&p)
+                    && msg.offset + 1 >= *end
+                {
+                    ends.remove(&p);
+                    finished.push(p);
                 }
-                waited = true;
-                let n = reader.poll(wait, 1, &mut on_message, &mut on_error);
-                if n == 0 {
-                    break;
-                }
-                taken += n;
-            }
-        }
+            },
+            |e| tracing::warn!(job = %cfg.job, "Kafka consumer error (retrying): {e}"),
+        );
         if !batch.msgs.is_empty() {
             let full = std::mem::take(&mut batch);
             tx.send(Feed::Batch(full))

@@ -78,14 +78,35 @@ impl<'c> BatchConsumer<'c> {
         }
     }
 
-    /// Takes up to `max` messages (at most the `max_batch` of [`Self::new`]), waiting up to
-    /// `timeout` for them. A zero timeout takes what the queue holds now and never waits.
-    /// With a timeout, librdkafka waits until `max` messages have come or the timeout has
-    /// passed, so wait for one (`max` = 1) and then take the rest with a zero timeout.
+    /// Takes what the queue holds now, up to `max` messages (at most the `max_batch` of
+    /// [`Self::new`]); when it holds nothing, waits up to `wait` for one and takes what has
+    /// come with it.
     ///
     /// Each message goes to `on_message`, each consumer error to `on_error`, in queue order.
-    /// Returns how many messages and errors there were.
-    pub fn poll(
+    /// Returns how many messages and errors there were (0: nothing came within `wait`).
+    pub fn poll_batch(
+        &mut self,
+        wait: Duration,
+        max: usize,
+        mut on_message: impl FnMut(Polled<'_>),
+        mut on_error: impl FnMut(RDKafkaErrorCode),
+    ) -> usize {
+        let n = self.poll(Duration::ZERO, max, &mut on_message, &mut on_error);
+        if n > 0 || wait.is_zero() {
+            return n;
+        }
+        // With a timeout, librdkafka waits until all of a call's `max` messages have come:
+        // wait for one, then take the rest without waiting.
+        let first = self.poll(wait, 1, &mut on_message, &mut on_error);
+        if first == 0 || max <= 1 {
+            return first;
+        }
+        first + self.poll(Duration::ZERO, max - 1, on_message, on_error)
+    }
+
+    /// One batch call: up to `max` messages, waiting up to `timeout` for all of them (zero:
+    /// what the queue holds now).
+    fn poll(
         &mut self,
         timeout: Duration,
         max: usize,
