@@ -4,7 +4,8 @@
 use crate::checkpoint::coordinator::{CheckpointOutput, Coordinator, CoordinatorConfig, Msg};
 use crate::checkpoint::{self, CheckpointStore, CheckpointWriter};
 use crate::dataflow::Epoch;
-use crate::dataflow::forecast::{Persistence, Predictor};
+use crate::dataflow::forecast::Persistence;
+use crate::dataflow::inference::BoxedPredictor;
 use crate::job::graph::{self, JobPlan, PredictorFactory};
 use crate::job::{JobSpec, ModelSpec};
 use crate::kafka::{ClientSettings, TopicAdmin};
@@ -66,10 +67,10 @@ pub fn predictor_factory(spec: &JobSpec) -> PredictorFactory {
     match &spec.model {
         ModelSpec::Torchscript { path, .. } => {
             let path = path.clone();
-            Arc::new(move || crate::model::load(&path).map(|m| Box::new(m) as Box<dyn Predictor>))
+            Arc::new(move || crate::model::load(&path).map(|m| Box::new(m) as BoxedPredictor))
         }
         ModelSpec::Persistence | ModelSpec::Off => {
-            Arc::new(|| Ok(Box::new(Persistence) as Box<dyn Predictor>))
+            Arc::new(|| Ok(Box::new(Persistence) as BoxedPredictor))
         }
     }
 }

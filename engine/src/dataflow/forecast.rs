@@ -1,6 +1,7 @@
-//! The forecast operator: every sequence completed in an epoch — all devices whose window
-//! closed at the same watermark on this worker — goes through one batched forward pass.
-//! It runs on the operator lifecycle, which hands it each epoch's sequences at once.
+//! The forecast operator. Every sequence completed in an epoch — all devices whose window
+//! closed at the same watermark on this worker — goes through the model in batches
+//! ([`super::inference`], on a thread of its own for the LSTM); this operator, on the
+//! operator lifecycle, gets the forecasts back in order.
 //!
 //! Each forecast then passes the device's online accuracy state
 //! ([`flowcast_operators::accuracy`]): the forecast made at the previous window is scored
@@ -12,16 +13,15 @@
 
 use super::Epoch;
 use super::forecast_quality::QualityMetrics;
+use super::inference::Forecasted;
 use crate::lifecycle::{
     EpochContext, JobContext, KeyGroups, Operator, RestoredState, StateError, StateWriter,
     encode_groups, lifecycle,
 };
-use crate::metrics;
 use flowcast_operators::accuracy::{Accuracies, AccuracySettings, Outcome};
 use flowcast_operators::event_time::{EventTime, MIN_WATERMARK, to_secs};
 use flowcast_operators::sequence::Sequence;
 use flowcast_operators::{ObservedValues, PredictedValues, Prediction};
-use std::time::Instant;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 
@@ -49,8 +49,6 @@ impl Predictor for Persistence {
 /// How the forecast operator runs.
 #[derive(Debug, Clone, Copy)]
 pub struct ForecastConfig {
-    /// Largest batch per forward pass.
-    pub max_batch: usize,
     /// Window length, ms.
     pub window_ms: i64,
     /// Scoring, guard and clamp.
@@ -59,12 +57,10 @@ pub struct ForecastConfig {
     pub ttl_ms: EventTime,
 }
 
-/// The forecast operator's logic: each epoch's sequences in batches through the model,
-/// then through each device's accuracy state (keyed).
-pub struct ForecastOperator<P> {
-    job: String,
-    predictor: P,
-    max_batch: usize,
+/// The forecast operator's logic: each model forecast through its device's accuracy
+/// state (keyed), in the order the inference stage emits them.
+pub struct ForecastOperator {
+    model: String,
     window_ms: i64,
     accuracy: Accuracies,
     groups: KeyGroups,
@@ -72,27 +68,22 @@ pub struct ForecastOperator<P> {
     next_expiry: EventTime,
     scored_in_epoch: bool,
     quality: QualityMetrics,
-    made: metrics::Counter,
-    errors: metrics::Counter,
-    micros: metrics::Counter,
-    batches: metrics::Counter,
 }
 
-impl<P> std::fmt::Debug for ForecastOperator<P> {
+impl std::fmt::Debug for ForecastOperator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ForecastOperator")
-            .field("job", &self.job)
-            .field("max_batch", &self.max_batch)
+            .field("model", &self.model)
             .finish_non_exhaustive()
     }
 }
 
-impl<P: Predictor> ForecastOperator<P> {
-    /// Forecasts with `predictor` on worker `worker` as `config` says; `groups` are the
-    /// job's key groups.
+impl ForecastOperator {
+    /// Scores and guards the forecasts of `model` (its artifact id) in job `job` on
+    /// worker `worker` as `config` says; `groups` are the job's key groups.
     pub fn new(
         job: &str,
-        predictor: P,
+        model: &str,
         config: ForecastConfig,
         groups: KeyGroups,
         worker: usize,
@@ -103,24 +94,8 @@ impl<P: Predictor> ForecastOperator<P> {
             ("operator", "forecast"),
             ("worker", index.as_str()),
         ];
-        // Which artifact this worker serves: logged, and exported as an info series (a
-        // rollout — savepoint, restart with a new `[model] path` — changes it).
-        let model = predictor.model_id().to_owned();
-        if worker == 0 {
-            tracing::info!(job, model = %model, "serving model {model}");
-        }
-        let mut info_labels = labels.to_vec();
-        info_labels.push(("model", model.as_str()));
-        metrics::gauge(
-            "flowcast_forecast_model_info",
-            "The model artifact the forecast operator serves (value 1; its id in `model`)",
-            &info_labels,
-        )
-        .set(1);
         ForecastOperator {
-            job: job.to_owned(),
-            predictor,
-            max_batch: config.max_batch.max(1),
+            model: model.to_owned(),
             window_ms: config.window_ms,
             accuracy: Accuracies::new(config.accuracy, config.window_ms),
             groups,
@@ -128,32 +103,12 @@ impl<P: Predictor> ForecastOperator<P> {
             next_expiry: MIN_WATERMARK,
             scored_in_epoch: false,
             quality: QualityMetrics::new(&labels),
-            made: metrics::counter(
-                "flowcast_forecast_predictions_total",
-                "Forecasts made",
-                &labels,
-            ),
-            errors: metrics::counter(
-                "flowcast_forecast_failed_batches_total",
-                "Batches the model failed on",
-                &labels,
-            ),
-            micros: metrics::counter(
-                "flowcast_inference_micros_total",
-                "Time spent in the model",
-                &labels,
-            ),
-            batches: metrics::counter(
-                "flowcast_forecast_inference_batches_total",
-                "Forward passes",
-                &labels,
-            ),
         }
     }
 }
 
-impl<P: Predictor + 'static> Operator for ForecastOperator<P> {
-    type In = Sequence;
+impl Operator for ForecastOperator {
+    type In = Forecasted;
     type Out = Prediction;
 
     fn id(&self) -> &str {
@@ -170,33 +125,18 @@ impl<P: Predictor + 'static> Operator for ForecastOperator<P> {
         Ok(())
     }
 
-    fn on_records(&mut self, _: &EpochContext, seqs: Vec<Sequence>, out: &mut Vec<Prediction>) {
-        for chunk in seqs.chunks(self.max_batch) {
-            let started = Instant::now();
-            let result = self.predictor.predict(chunk);
-            self.micros.add(started.elapsed().as_micros() as u64);
-            self.batches.inc();
-            match result {
-                Ok(preds) if preds.len() == chunk.len() => {
-                    self.made.add(chunk.len() as u64);
-                    let id = self.predictor.model_id();
-                    let window_ms = self.window_ms;
-                    for (s, p) in chunk.iter().zip(preds) {
-                        let outcome = self.accuracy.step(&s.device, s.window_end, s.observed, p);
-                        self.quality.count(&outcome);
-                        self.scored_in_epoch |= outcome.scored;
-                        out.push(prediction(s, outcome, window_ms, id));
-                    }
-                }
-                Ok(preds) => {
-                    self.errors.inc();
-                    tracing::error!(job = %self.job, "model returned {} forecasts for {} sequences", preds.len(), chunk.len());
-                }
-                Err(e) => {
-                    self.errors.inc();
-                    tracing::error!(job = %self.job, "model failed on a batch of {}: {e}", chunk.len());
-                }
-            }
+    fn on_records(&mut self, _: &EpochContext, fs: Vec<Forecasted>, out: &mut Vec<Prediction>) {
+        for Forecasted {
+            sequence: s,
+            predicted,
+        } in fs
+        {
+            let outcome = self
+                .accuracy
+                .step(&s.device, s.window_end, s.observed, predicted);
+            self.quality.count(&outcome);
+            self.scored_in_epoch |= outcome.scored;
+            out.push(prediction(&s, outcome, self.window_ms, &self.model));
         }
     }
 
@@ -226,30 +166,32 @@ impl<P: Predictor + 'static> Operator for ForecastOperator<P> {
     }
 }
 
-/// Forecasts on a stream of sequences.
+/// Scores and guards forecasts.
 pub trait Forecast<'s> {
-    /// Runs `predictor` on each epoch's sequences as `config` says. The stream must be
-    /// keyed by device (the output of [`super::sequence::LastWindows::last_windows`]).
-    fn forecast<P: Predictor + 'static>(
+    /// Runs each model forecast of `model` (its artifact id) through its device's accuracy
+    /// state as `config` says. The stream must be keyed by device (the output of
+    /// [`super::inference::Infer::infer`] on the output of
+    /// [`super::sequence::LastWindows::last_windows`]).
+    fn forecast(
         self,
         job: &str,
-        predictor: P,
+        model: &str,
         config: ForecastConfig,
         ctx: &JobContext<'s>,
     ) -> StreamVec<'s, Epoch, Prediction>;
 }
 
-impl<'s> Forecast<'s> for StreamVec<'s, Epoch, Sequence> {
-    fn forecast<P: Predictor + 'static>(
+impl<'s> Forecast<'s> for StreamVec<'s, Epoch, Forecasted> {
+    fn forecast(
         self,
         job: &str,
-        predictor: P,
+        model: &str,
         config: ForecastConfig,
         ctx: &JobContext<'s>,
     ) -> StreamVec<'s, Epoch, Prediction> {
         let groups = ctx.state.key_groups();
-        let op = ForecastOperator::new(job, predictor, config, groups, ctx.state.index());
-        // The sequences are already on their key group's worker.
+        let op = ForecastOperator::new(job, model, config, groups, ctx.state.index());
+        // The forecasts are already on their key group's worker.
         lifecycle(self, Pipeline, ctx, op)
     }
 }

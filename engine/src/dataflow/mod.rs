@@ -5,7 +5,8 @@
 //! - [`source`]: Kafka partitions → readings, dead letters and partition watermarks
 //! - [`window`]: tumbling event-time windows keyed by device
 //! - [`sequence`]: the last N windows per device
-//! - [`forecast`]: batched forecasts of the next window
+//! - [`inference`]: batched forecasts of the next window, on a thread of their own for the LSTM
+//! - [`forecast`]: each forecast through its device's accuracy guard
 //!
 //! Sinks live in [`crate::sinks`], one folder each.
 //!
@@ -17,6 +18,7 @@
 
 pub mod forecast;
 pub mod forecast_quality;
+pub mod inference;
 pub mod latency;
 pub mod sequence;
 pub mod source;

@@ -13,6 +13,7 @@
 use super::spec::{GuardSpec, JobSpec, ModelSpec, SinkSpec, StartPosition, StopPosition};
 use crate::dataflow::Epoch;
 use crate::dataflow::forecast::{Forecast, ForecastConfig, Persistence, Predictor};
+use crate::dataflow::inference::{BoxedPredictor, Infer, InferenceConfig};
 use crate::dataflow::sequence::LastWindows;
 use crate::dataflow::source::{Bounds, KafkaSourceConfig, kafka_source, split};
 use crate::dataflow::source_state::{SourcePositions, source_id, source_positions};
@@ -44,19 +45,7 @@ pub struct JobPlan {
 }
 
 /// A model loader: called once per worker.
-pub type PredictorFactory = Arc<dyn Fn() -> Result<Box<dyn Predictor>, String> + Send + Sync>;
-
-impl Predictor for Box<dyn Predictor> {
-    fn model_id(&self) -> &str {
-        (**self).model_id()
-    }
-    fn predict(
-        &mut self,
-        batch: &[flowcast_operators::sequence::Sequence],
-    ) -> Result<Vec<[f64; 2]>, String> {
-        (**self).predict(batch)
-    }
-}
+pub type PredictorFactory = Arc<dyn Fn() -> Result<BoxedPredictor, String> + Send + Sync>;
 
 /// Builds the forecast job on `scope`: `state` is the worker's state bookkeeping,
 /// `control` feeds the control stream (pass it on one worker only).
@@ -80,7 +69,8 @@ pub fn build(
             state.stop_sources();
             Default::default()
         });
-    // The window operator's progress against the sources' gates them (see `kafka_source`).
+    // The job's progress against the sources' gates them (see `kafka_source`): the window
+    // operator's output, or the inference stage's when that runs on a thread.
     let (sources_done, gate) = (ProbeHandle::new(), ProbeHandle::new());
     let events = kafka_source(
         scope,
@@ -139,7 +129,14 @@ pub fn build(
         },
         &ctx,
     );
-    let windows = windows.probe_with(&gate);
+    // The LSTM's forward passes run on a thread of their own (`crate::dataflow::inference`),
+    // and the gate is after them; otherwise it is the window operator's output.
+    let on_thread = matches!(spec.model, ModelSpec::Torchscript { .. });
+    let windows = if on_thread {
+        windows
+    } else {
+        windows.probe_with(&gate)
+    };
     let dead_letters = (&settings, spec.dead_letter_topic.as_str());
     kafka_sink(
         src.dead.concat(refused),
@@ -185,16 +182,31 @@ pub fn build(
             ctx.state.fail(format!("cannot load the model: {e}"));
             tracing::error!("falling back to persistence while the job stops");
             ctx.state.stop_sources();
-            Box::new(Persistence) as Box<dyn Predictor>
+            Box::new(Persistence) as BoxedPredictor
         }
     };
+    let model_id = model.model_id().to_owned();
+    let forecasts = sequences.infer(
+        model,
+        InferenceConfig {
+            max_batch,
+            on_thread,
+        },
+        &ctx,
+    );
+    // With forward passes on their own thread the worker runs ahead of them: the sources'
+    // gate is their output then (see `kafka_source`).
+    let forecasts = if on_thread {
+        forecasts.probe_with(&gate)
+    } else {
+        forecasts
+    };
     let config = ForecastConfig {
-        max_batch,
         window_ms,
         accuracy: guard.settings(spec.source.sensor),
         ttl_ms,
     };
-    let predictions = sequences.forecast(&spec.name, model, config, &ctx);
+    let predictions = forecasts.forecast(&spec.name, &model_id, config, &ctx);
     for (i, sink) in spec.sinks.iter().enumerate() {
         sinks::attach(i, sink, predictions.clone(), &sink_ctx, &ctx);
     }
