@@ -12,6 +12,8 @@
 #   checkpoints against without, with one build as A and B:
 #     AB_B_EXTRA=$'[checkpoint]\nlocation = "{dir}"\ninterval = "10s"' tests/bench/ab.sh BIN BIN 25000000
 #   AB_A_EPOCH / AB_B_EPOCH: each side's epoch interval (default 10ms, the job default).
+#   AB_MODEL (default off): both sides' model, off | persistence | torchscript (the LSTM:
+#   each build needs its libflowcast_torch.so beside it).
 #   AB_WARMUP (default 200000): readings of a separate topic each side drains once, untimed,
 #   before the rounds, so no timed drain pays for what a broker in service already has
 #   (the first transactional producer on a fresh broker creates __transaction_state and
@@ -40,7 +42,7 @@ drain() {
   local side=$1 name=$2 topic=$3 bin="$A" extra="AB_${1}_EXTRA" top="AB_${1}_TOP" summary
   [[ $side == B ]] && bin="$B"
   local epoch="AB_${1}_EPOCH"
-  bench_job "$WORK/$name.toml" "$name" "$BROKERS" "$topic" latest off "${!epoch:-10ms}"
+  bench_job "$WORK/$name.toml" "$name" "$BROKERS" "$topic" latest "${AB_MODEL:-off}" "${!epoch:-10ms}"
   if [[ -n "${!extra:-}" ]]; then
     printf '\n%s\n' "${!extra//\{dir\}/$WORK/$name.state}" >> "$WORK/$name.toml"
   fi

@@ -15,12 +15,12 @@
 #    every engine with a late-data output must route there (harness/inputs.py);
 # 3. timed bounded drains of that topic, each measured by harness/procstat.py, in REPEATS
 #    interleaved rounds so that machine noise hits all alike - round k: limit, flowcast-w1,
-#    flink-w1, flowcast-w2, flink-w2, then the exactly-once pair flowcast-eo-w1, flink-eo-w1,
-#    flowcast-eo-w2, flink-eo-w2 - every run of round k writing to fresh topics
-#    rK-RUN-{out,dead,late} (Flowcast under a fresh job name, so a fresh consumer group);
-#    then once each: Flowcast as a cluster of 2 processes of 1 worker on this machine
-#    (flowcast-p2, harness/cluster.sh: the exchange over TCP instead of in memory), Flowcast
-#    with the LSTM (largest worker count) and Spark (far behind and slow: minutes per drain);
+#    flowcast-lstm-w1 (Flowcast with the LSTM), flink-w1, the same at 2 workers, then the
+#    exactly-once pair flowcast-eo-w1, flink-eo-w1, flowcast-eo-w2, flink-eo-w2 - every run
+#    of round k writing to fresh topics rK-RUN-{out,dead,late} (Flowcast under a fresh job
+#    name, so a fresh consumer group); then once each: Flowcast as a cluster of 2 processes
+#    of 1 worker on this machine (flowcast-p2, harness/cluster.sh: the exchange over TCP
+#    instead of in memory) and Spark (far behind and slow: minutes per drain);
 # 4. after the last timed drain, checks round 1's outputs of every run against flowcast-w1's
 #    (harness/check.py): sequences, dead letters and late records, duplicates counted,
 #    exactly-once outputs read read_committed - no numbers otherwise;
@@ -40,7 +40,7 @@
 #   --eo-workers "1 2"       worker counts of the exactly-once rows
 #   --engines "limit flowcast flowcast-p2 flowcast-lstm flink spark eo"   rows to run (flowcast is the
 #                            reference the check compares with: always include it)
-#   --repeats N [3]          rounds of the repeated rows (limit, flowcast, flink, eo)
+#   --repeats N [3]          rounds of the repeated rows (limit, flowcast, flowcast-lstm, flink, eo)
 #   --checkpoint-secs S [10] checkpoint interval of the exactly-once rows
 #   --late N [0]             late readings appended to the topic. Off by default: which of
 #                            them an engine routes late depends on how far the other
@@ -59,10 +59,10 @@
 # Duration at full size on the 2-core machine (from the drains measured so far: a Flowcast
 # drain of 10 M readings 12-15 s, Flink 25-40 s, Spark 2.5-4 min, the fill ~30 s; a live run
 # is its start-up + warm-up + LIVE_GRACE + LIVE_SECS, ~115 s): setup and fill ~2 min; 3
-# rounds of 9 drains (~4.5 min a round) ~14 min; the 2-process row, the LSTM row and Spark
-# ~8 min; the check ~3 min; 12 live runs ~23 min - about 50 min (49 min on 2026-12-03 with
-# 11 live runs of 30 s). Live runs are therefore once per row, not per repeat: live runs of
-# the 8 repeated rows in every round would add ~30 min, past the hour. A live run's p99 is
+# rounds of 11 drains (~5 min a round) ~15 min; the 2-process row and Spark ~7 min; the
+# check ~3 min; 13 live runs ~25 min - about 53 min (50 min on 2026-12-03 with the LSTM
+# once, at 2 workers). Live runs are therefore once per row, not per repeat: live runs of
+# the 10 repeated rows in every round would add ~40 min, past the hour. A live run's p99 is
 # about its worst window's (each window closes 500 outputs at once): 45 s measure ~30
 # windows, where 30 s measured 20 and gave p99s 23-47 ms for one binary on one day.
 #
@@ -182,11 +182,10 @@ fi
 # this order; ONCE run once, after them.
 REPEATED=()
 ONCE=()
-max_w=0
-for w in $WORKERS; do ((w > max_w)) && max_w=$w; done
 has limit && REPEATED+=("limit limit 1 off -")
 for w in $WORKERS; do
   has flowcast && REPEATED+=("flowcast-w$w flowcast $w off at-least-once")
+  has flowcast-lstm && REPEATED+=("flowcast-lstm-w$w flowcast $w torchscript at-least-once")
   has flink && REPEATED+=("flink-w$w flink $w - at-least-once")
 done
 if has eo; then
@@ -195,7 +194,6 @@ if has eo; then
   done
 fi
 has flowcast-p2 && ONCE+=("flowcast-p2 flowcast-cluster 2 off at-least-once")
-has flowcast-lstm && ONCE+=("flowcast-lstm-w$max_w flowcast $max_w torchscript at-least-once")
 if has spark; then
   for w in $WORKERS; do ONCE+=("spark-w$w spark $w - at-least-once"); done
 fi

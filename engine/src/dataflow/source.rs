@@ -94,6 +94,10 @@ pub struct KafkaSourceConfig {
     pub idle_timeout_ms: u64,
     /// How often the epoch advances.
     pub epoch_interval: Duration,
+    /// How far (wall time) the gate may fall behind the sources before they wait:
+    /// [`GATE_AHEAD`], or [`GATE_AHEAD_INFERENCE`] when the gate is the output of forward
+    /// passes on their own thread.
+    pub gate_ahead: Duration,
     /// Set to stop an unbounded source (cancel).
     pub shutdown: Arc<AtomicBool>,
     /// Set when the job stopped at a snapshot: this worker's source stops reading.
@@ -105,7 +109,16 @@ pub struct KafkaSourceConfig {
 }
 
 /// How far (wall time) the window operator may fall behind the sources before they wait.
-const GATE_AHEAD: Duration = Duration::from_millis(100);
+pub const GATE_AHEAD: Duration = Duration::from_millis(100);
+
+/// How far (wall time) the LSTM's forward passes, on their own thread
+/// ([`super::inference`]), may fall behind the sources. A window boundary closes every
+/// device's window at once: at 10 000 devices on one worker that is 10 batches of
+/// ~11–15 ms, longer than 100 ms, and with the gate at 100 ms the sources wait out the end
+/// of each such burst instead of reading on beside it. `ab.sh` with the LSTM, 10 M
+/// readings, 1 worker, 3 rounds: 455 k readings/s at 100 ms, 606 k at 500 ms (see
+/// BENCHMARKS.md).
+pub const GATE_AHEAD_INFERENCE: Duration = Duration::from_millis(500);
 
 /// How many of the consumer thread's batches (each up to 8 192 records) a source emits per
 /// activation. Unbounded, one activation read for as long as the consumer thread kept the
@@ -113,10 +126,10 @@ const GATE_AHEAD: Duration = Duration::from_millis(100);
 /// timely's buffers between the source and the window operator.
 const BATCHES_PER_ACTIVATION: usize = 2;
 
-/// How many epochs the window operator may fall behind the sources: [`GATE_AHEAD`], at
-/// least 2.
-pub fn gate_epochs(epoch_interval: Duration) -> Epoch {
-    let n = GATE_AHEAD.as_millis() / epoch_interval.as_millis().max(1);
+/// How many epochs the gate may fall behind the sources: `ahead` ([`GATE_AHEAD`] or
+/// [`GATE_AHEAD_INFERENCE`]), at least 2.
+pub fn gate_epochs(epoch_interval: Duration, ahead: Duration) -> Epoch {
+    let n = ahead.as_millis() / epoch_interval.as_millis().max(1);
     (n as Epoch).max(2)
 }
 
@@ -148,7 +161,7 @@ pub fn kafka_source<'s>(
                 .collect();
             let activator = worker.sync_activator_for(info.address.to_vec());
             let wake = scope.activator_for(info.address.clone());
-            let ahead = gate_epochs(cfg.epoch_interval);
+            let ahead = gate_epochs(cfg.epoch_interval, cfg.gate_ahead);
             let mut next_wake: Epoch = 0;
             let started = Instant::now();
             let (ooo, idle) = (cfg.out_of_orderness_ms, cfg.idle_timeout_ms);
@@ -453,16 +466,21 @@ pub fn split<'s>(events: StreamVec<'s, Epoch, SourceEvent>) -> SourceStreams<'s>
 
 #[cfg(test)]
 mod tests {
-    use super::gate_epochs;
+    use super::{GATE_AHEAD, GATE_AHEAD_INFERENCE, gate_epochs};
     use std::time::Duration;
 
     #[test]
-    fn a_source_runs_at_most_100_ms_and_at_least_two_epochs_ahead_of_its_gate() {
-        assert_eq!(gate_epochs(Duration::from_millis(10)), 10);
-        assert_eq!(gate_epochs(Duration::from_millis(20)), 5);
-        assert_eq!(gate_epochs(Duration::from_millis(50)), 2);
-        assert_eq!(gate_epochs(Duration::from_millis(200)), 2);
-        assert_eq!(gate_epochs(Duration::from_secs(5)), 2);
-        assert_eq!(gate_epochs(Duration::from_micros(500)), 100);
+    fn a_source_runs_at_most_its_gate_time_and_at_least_two_epochs_ahead_of_its_gate() {
+        let gate = |ms| gate_epochs(Duration::from_millis(ms), GATE_AHEAD);
+        assert_eq!(gate(10), 10);
+        assert_eq!(gate(20), 5);
+        assert_eq!(gate(50), 2);
+        assert_eq!(gate(200), 2);
+        assert_eq!(gate(5_000), 2);
+        assert_eq!(gate_epochs(Duration::from_micros(500), GATE_AHEAD), 100);
+        let inference = |ms| gate_epochs(Duration::from_millis(ms), GATE_AHEAD_INFERENCE);
+        assert_eq!(inference(10), 50);
+        assert_eq!(inference(200), 2);
+        assert_eq!(inference(5_000), 2);
     }
 }

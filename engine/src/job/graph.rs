@@ -15,7 +15,9 @@ use crate::dataflow::Epoch;
 use crate::dataflow::forecast::{Forecast, ForecastConfig, Persistence, Predictor};
 use crate::dataflow::inference::{BoxedPredictor, Infer, InferenceConfig};
 use crate::dataflow::sequence::LastWindows;
-use crate::dataflow::source::{Bounds, KafkaSourceConfig, kafka_source, split};
+use crate::dataflow::source::{
+    Bounds, GATE_AHEAD, GATE_AHEAD_INFERENCE, KafkaSourceConfig, kafka_source, split,
+};
 use crate::dataflow::source_state::{SourcePositions, source_id, source_positions};
 use crate::dataflow::window::{TumblingWindow, WindowConfig};
 use crate::kafka::ClientSettings;
@@ -70,7 +72,9 @@ pub fn build(
             Default::default()
         });
     // The job's progress against the sources' gates them (see `kafka_source`): the window
-    // operator's output, or the inference stage's when that runs on a thread.
+    // operator's output, or, when the LSTM's forward passes run on a thread of their own
+    // (`crate::dataflow::inference`), theirs.
+    let on_thread = matches!(spec.model, ModelSpec::Torchscript { .. });
     let (sources_done, gate) = (ProbeHandle::new(), ProbeHandle::new());
     let events = kafka_source(
         scope,
@@ -84,6 +88,11 @@ pub fn build(
             out_of_orderness_ms: spec.event_time.out_of_orderness.as_millis() as i64,
             idle_timeout_ms: spec.event_time.idle_timeout.as_millis() as u64,
             epoch_interval: spec.epoch_interval,
+            gate_ahead: if on_thread {
+                GATE_AHEAD_INFERENCE
+            } else {
+                GATE_AHEAD
+            },
             shutdown: Arc::clone(&plan.shutdown),
             stop: state.stop_flag(),
             restored,
@@ -129,9 +138,6 @@ pub fn build(
         },
         &ctx,
     );
-    // The LSTM's forward passes run on a thread of their own (`crate::dataflow::inference`),
-    // and the gate is after them; otherwise it is the window operator's output.
-    let on_thread = matches!(spec.model, ModelSpec::Torchscript { .. });
     let windows = if on_thread {
         windows
     } else {

@@ -323,6 +323,8 @@ def main():
         elif r["engine"] == "flink":
             pairs.append((r["id"], f"flink-w{r['workers']}"))
     for r in alo:
+        if r["engine"] == "flowcast" and r["model"] == "torchscript":
+            pairs.append((r["id"], f"flowcast-w{r['workers']}"))
         if r["engine"] == "flowcast-cluster":
             pairs += [(r["id"], f"flowcast-w{r['workers']}"), (r["id"], "flowcast-w1")]
     o.extend(ratio_rows(by, pairs))
