@@ -310,7 +310,9 @@ impl<'s> Infer<'s> for StreamVec<'s, Epoch, Sequence> {
                         });
                         n += 1;
                     }
-                    in_flight.insert(t, InFlight { cap, batches: n });
+                    if n > 0 {
+                        in_flight.insert(t, InFlight { cap, batches: n });
+                    }
                 }
                 // Emit what is back, at its epoch; an epoch's capability goes with its
                 // last batch.
