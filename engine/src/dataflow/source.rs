@@ -136,7 +136,8 @@ pub fn gate_epochs(epoch_interval: Duration, ahead: Duration) -> Epoch {
 /// Builds the source operator on `scope`.
 ///
 /// The gate: `sources` probes every source's output and `gate` the job downstream (the
-/// window operator's output). With the sources at epoch `s` (the least over all workers
+/// window operator's output, or the inference stage's when the model's forward passes run
+/// on a thread of their own, [`super::inference`]). With the sources at epoch `s` (the least over all workers
 /// and processes), a source reads records only once the gate shows epoch `s - k` complete
 /// ([`gate_epochs`]). Timely has no backpressure; without the gate a source that reads
 /// faster than the job works stashes the difference in the operators' epoch stashes and
