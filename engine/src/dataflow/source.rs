@@ -2,9 +2,9 @@
 //! (a direct stream, no consumer group), tracks offsets itself, decodes and validates
 //! records, and announces each partition's watermark.
 //!
-//! A consumer thread per worker blocks in librdkafka's poll, copies each batch into one
-//! buffer and wakes the operator through a [`SyncActivator`]; the worker parks in between
-//! instead of spinning. The operator holds a capability for the current epoch; epochs are
+//! A consumer thread per worker blocks in librdkafka's poll, decodes and validates each
+//! batch's records and wakes the operator through a [`SyncActivator`]; the worker parks in
+//! between instead of spinning, and keeps the watermark clocks and offsets. The operator holds a capability for the current epoch; epochs are
 //! numbered by the wall clock (Unix time / `epoch_interval`), so every worker and process
 //! agrees on them and a busy worker cannot fall behind the others.
 //!
@@ -20,8 +20,8 @@ use super::{DeadLetter, Epoch, PartitionMark, SourcedReading};
 use crate::kafka::ClientSettings;
 use crate::lifecycle::adapter::{until_next_epoch, wall_clock_epoch};
 use crate::metrics;
-use flowcast_operators::event_time::{self, ClockState, PartitionClock};
-use flowcast_operators::{ParseOptions, Reading};
+use flowcast_operators::ParseOptions;
+use flowcast_operators::event_time::{ClockState, PartitionClock};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -265,54 +265,31 @@ pub fn kafka_source<'s>(
                             Ok(Feed::Batch(batch)) => {
                                 batches += 1;
                                 let mut per_partition: BTreeMap<i32, u64> = BTreeMap::new();
-                                for m in &batch.msgs {
-                                    *per_partition.entry(m.partition).or_default() += 1;
-                                    next.insert(m.partition, m.offset + 1);
-                                    let key = m.key.clone().map(|r| &batch.bytes[r]);
-                                    let payload = &batch.bytes[m.payload.clone()];
-                                    // Future skew is judged against the record's own
-                                    // Kafka timestamp, never the wall clock: a replay
-                                    // decides the same way.
-                                    match Reading::parse_record(
-                                        key,
-                                        payload,
-                                        m.timestamp,
-                                        &cfg.parse,
-                                    ) {
-                                        Ok(reading) => {
-                                            let t = event_time::from_secs(reading.time);
-                                            if let Some(clock) = clocks.get_mut(&m.partition) {
-                                                clock.observe(t, now_ms);
+                                for event in &batch {
+                                    let (p, offset) = match event {
+                                        SourceEvent::Reading(r) => {
+                                            if let Some(clock) = clocks.get_mut(&r.partition) {
+                                                clock.observe(r.event_time, now_ms);
                                             }
-                                            session.give(SourceEvent::Reading(SourcedReading {
-                                                reading,
-                                                event_time: t,
-                                                partition: m.partition,
-                                                offset: m.offset,
-                                            }));
+                                            (r.partition, r.offset)
                                         }
-                                        Err(rej) => {
-                                            if let Some((_, c)) = dead_counters
-                                                .iter()
-                                                .find(|(r, _)| *r == rej.reason.as_str())
+                                        SourceEvent::Dead(d) => {
+                                            if let Some((_, c)) =
+                                                dead_counters.iter().find(|(r, _)| *r == d.reason)
                                             {
                                                 c.inc();
                                             }
-                                            if let Some(clock) = clocks.get_mut(&m.partition) {
+                                            if let Some(clock) = clocks.get_mut(&d.partition) {
                                                 clock.touch(now_ms);
                                             }
-                                            session.give(SourceEvent::Dead(DeadLetter {
-                                                topic: cfg.topic.clone(),
-                                                partition: m.partition,
-                                                offset: m.offset,
-                                                key: key.map(<[u8]>::to_vec),
-                                                payload: payload.to_vec(),
-                                                reason: rej.reason.as_str(),
-                                                detail: rej.detail,
-                                            }));
+                                            (d.partition, d.offset)
                                         }
-                                    }
+                                        SourceEvent::Mark(_) | SourceEvent::Progress(_) => continue,
+                                    };
+                                    *per_partition.entry(p).or_default() += 1;
+                                    next.insert(p, offset + 1);
                                 }
+                                session.give_iterator(batch.into_iter());
                                 for (p, n) in per_partition {
                                     if let Some(c) = records_in.get(&p) {
                                         c.add(n);

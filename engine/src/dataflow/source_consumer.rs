@@ -1,14 +1,19 @@
-//! The Kafka source's consumer thread: reads the worker's partitions with librdkafka and
-//! hands batches of raw records to the source operator ([`super::source`]) over a bounded
-//! channel, waking it for each.
+//! The Kafka source's consumer thread: reads the worker's partitions with librdkafka,
+//! decodes and validates each record, and hands batches of readings and dead letters to
+//! the source operator ([`super::source`]) over a bounded channel, waking it for each.
+//!
+//! Decoding here rather than on the worker pipelines it with the rest of the job: the
+//! worker's share of a reading is its watermark clock, the exchange and the operators
+//! downstream (BENCHMARKS.md, "the consumer thread decodes").
 
-use super::source::{Bounds, KafkaSourceConfig};
+use super::source::{Bounds, KafkaSourceConfig, SourceEvent};
+use super::{DeadLetter, SourcedReading};
 use crate::kafka::ClientSettings;
 use crate::kafka::batch_consume::BatchConsumer;
+use flowcast_operators::{Reading, event_time};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
@@ -17,28 +22,15 @@ use timely::scheduling::SyncActivator;
 const MAX_BATCH: usize = 8192;
 const TICK: Duration = Duration::from_millis(50);
 
-/// Messages of one poll round, copied into one buffer: no allocation per record.
-#[derive(Debug, Default)]
-pub(super) struct RawBatch {
-    pub(super) bytes: Vec<u8>,
-    pub(super) msgs: Vec<RawMsg>,
-}
-
-#[derive(Debug)]
-pub(super) struct RawMsg {
-    pub(super) partition: i32,
-    pub(super) offset: i64,
-    /// The Kafka record's timestamp (create or log-append time), ms.
-    pub(super) timestamp: Option<i64>,
-    pub(super) key: Option<Range<usize>>,
-    pub(super) payload: Range<usize>,
-}
+/// The records of one poll round, decoded, in offset order per partition: each a
+/// [`SourceEvent::Reading`] or a [`SourceEvent::Dead`].
+pub(super) type DecodedBatch = Vec<SourceEvent>;
 
 #[derive(Debug)]
 pub(super) enum Feed {
     /// Where the consumer starts reading a partition.
     Start(i32, i64),
-    Batch(RawBatch),
+    Batch(DecodedBatch),
     End(i32),
     Error(String),
 }
@@ -153,7 +145,7 @@ fn consume(
         })
         .collect();
     let lag = super::source_lag::SourceLag::start(&cfg.job, &cfg.settings, &cfg.topic, &starts);
-    let mut batch = RawBatch::default();
+    let mut batch = DecodedBatch::with_capacity(MAX_BATCH);
     let mut reader = BatchConsumer::new(&consumer, MAX_BATCH);
     while !cfg.shutdown.load(Ordering::Relaxed) && !cfg.stop.load(Ordering::Relaxed) {
         let mut finished = Vec::new();
@@ -165,21 +157,15 @@ fn consume(
             MAX_BATCH,
             |msg| {
                 let p = msg.partition;
-                let key = msg.key.map(|k| {
-                    let s = batch.bytes.len();
-                    batch.bytes.extend_from_slice(k);
-                    s..batch.bytes.len()
-                });
-                let s = batch.bytes.len();
-                batch.bytes.extend_from_slice(msg.payload);
                 lag.read(p, msg.offset);
-                batch.msgs.push(RawMsg {
-                    partition: p,
-                    offset: msg.offset,
-                    timestamp: msg.timestamp,
-                    key,
-                    payload: s..batch.bytes.len(),
-                });
+                batch.push(decode(
+                    cfg,
+                    p,
+                    msg.offset,
+                    msg.key,
+                    msg.payload,
+                    msg.timestamp,
+                ));
                 if let Some(end) = ends.get(&p)
                     && msg.offset + 1 >= *end
                 {
@@ -189,8 +175,8 @@ fn consume(
             },
             |e| tracing::warn!(job = %cfg.job, "Kafka consumer error (retrying): {e}"),
         );
-        if !batch.msgs.is_empty() {
-            let full = std::mem::take(&mut batch);
+        if !batch.is_empty() {
+            let full = std::mem::replace(&mut batch, DecodedBatch::with_capacity(MAX_BATCH));
             tx.send(Feed::Batch(full))
                 .map_err(|_| "source operator gone")?;
         }
@@ -205,4 +191,34 @@ fn consume(
         let _ = activator.activate();
     }
     Ok(())
+}
+
+/// One record, decoded and validated: a reading, or a dead letter with the reason. Future
+/// skew is judged against the record's own Kafka timestamp, never the wall clock: a
+/// replay decides the same way.
+fn decode(
+    cfg: &KafkaSourceConfig,
+    partition: i32,
+    offset: i64,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    timestamp: Option<i64>,
+) -> SourceEvent {
+    match Reading::parse_record(key, payload, timestamp, &cfg.parse) {
+        Ok(reading) => SourceEvent::Reading(SourcedReading {
+            event_time: event_time::from_secs(reading.time),
+            reading,
+            partition,
+            offset,
+        }),
+        Err(rej) => SourceEvent::Dead(DeadLetter {
+            topic: cfg.topic.clone(),
+            partition,
+            offset,
+            key: key.map(<[u8]>::to_vec),
+            payload: payload.to_vec(),
+            reason: rej.reason.as_str(),
+            detail: rej.detail,
+        }),
+    }
 }
