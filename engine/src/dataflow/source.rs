@@ -4,9 +4,10 @@
 //!
 //! A consumer thread per worker blocks in librdkafka's poll, decodes and validates each
 //! batch's records and wakes the operator through a [`SyncActivator`]; the worker parks in
-//! between instead of spinning, and keeps the watermark clocks and offsets. The operator holds a capability for the current epoch; epochs are
-//! numbered by the wall clock (Unix time / `epoch_interval`), so every worker and process
-//! agrees on them and a busy worker cannot fall behind the others.
+//! between instead of spinning, and keeps the watermark clocks and offsets. The operator
+//! holds a capability for the current epoch; epochs are numbered by the wall clock (Unix
+//! time / `epoch_interval`), so every worker and process agrees on them and a busy worker
+//! cannot fall behind the others.
 //!
 //! The source keeps no state a snapshot needs: after each batch it emits each touched
 //! partition's [`PartitionState`] (next offset, clock) in the same epoch as the batch's
