@@ -3,7 +3,8 @@
 //! records, and announces each partition's watermark.
 //!
 //! A consumer thread per worker blocks in librdkafka's poll, decodes and validates each
-//! batch's records and wakes the operator through a [`SyncActivator`]; the worker parks in
+//! batch's records and wakes the operator through a
+//! [`SyncActivator`](timely::scheduling::SyncActivator); the worker parks in
 //! between instead of spinning, and keeps the watermark clocks and offsets. The operator
 //! holds a capability for the current epoch; epochs are numbered by the wall clock (Unix
 //! time / `epoch_interval`), so every worker and process agrees on them and a busy worker
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
-/// What the source emits; [`split`](super::source::split) separates the three kinds.
+/// What the source emits; [`split`] separates the four kinds.
 #[derive(Debug, Clone)]
 pub enum SourceEvent {
     /// A valid reading.
@@ -138,11 +139,11 @@ pub fn gate_epochs(epoch_interval: Duration, ahead: Duration) -> Epoch {
 ///
 /// The gate: `sources` probes every source's output and `gate` the job downstream (the
 /// window operator's output, or the inference stage's when the model's forward passes run
-/// on a thread of their own, [`super::inference`]). With the sources at epoch `s` (the least over all workers
-/// and processes), a source reads records only once the gate shows epoch `s - k` complete
-/// ([`gate_epochs`]). Timely has no backpressure; without the gate a source that reads
-/// faster than the job works stashes the difference in the operators' epoch stashes and
-/// the exchange's queues. Gated, it leaves records in its bounded channel and librdkafka's
+/// on a thread of their own, [`super::inference`]). With the sources at epoch `s` (the
+/// least over all workers and processes), a source reads records only once the gate shows
+/// epoch `s - k` complete ([`gate_epochs`]). Timely has no backpressure; without the gate
+/// a source that reads faster than the job works stashes the difference in the operators'
+/// epoch stashes and the exchange's queues. Gated, it leaves records in its bounded channel and librdkafka's
 /// bounded prefetch instead, and the consumer thread waits. Measured against the sources'
 /// own progress rather than this worker's clock, a host whose clock lags (its epochs
 /// behind) slows the gate by nothing but the backlog it causes.
