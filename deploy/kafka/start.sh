@@ -13,7 +13,9 @@
 # inter-broker and controller listeners stay plaintext on loopback.
 #
 # Data lives in a fresh temporary directory per run. deploy/kafka/stop.sh --name NAME
-# stops exactly the processes recorded here.
+# stops exactly the processes recorded here. Each broker logs its JVM's stop-the-world
+# pauses (safepoints: GC and others, UTC time-stamped) to
+# .flowcast-run/kafka-NAME/safepoint-N.log.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
@@ -141,6 +143,7 @@ done
 
 for ((i = 0; i < BROKERS; i++)); do
   nohup "$JAVA" -Xms128m -Xmx"$HEAP" -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Xlog:safepoint:file="$RUN/safepoint-$i.log":utctime \
     -Dlog4j2.configurationFile="$RUN/log4j2.properties" -Dflowcast.kafka.log="$RUN/broker-$i.log" \
     -cp "$CP" kafka.Kafka "$RUN/server-$i.properties" > "$RUN/broker-$i.out" 2>&1 < /dev/null &
   echo $! >> "$RUN/pids"

@@ -23,7 +23,7 @@ starts, and windows that close from `--grace` s after the first output appeared,
 `--measure-secs`, are measured.
 
     python live.py --brokers B --topic IN --output OUT --result R.json [--rate 10000]
-        [--read-committed]
+        [--read-committed] [--measuring-file F]
 """
 
 import argparse
@@ -62,6 +62,9 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--read-committed", action="store_true")
     ap.add_argument("--seed", type=int, default=18)
+    # Written (the measurement interval's start and end, Unix s) when that interval starts,
+    # so that a profiler can record just it (tests/bench/latency_tail.sh).
+    ap.add_argument("--measuring-file")
     a = ap.parse_args()
 
     producer = Producer(
@@ -178,6 +181,10 @@ def main() -> None:
         if first_output is not None and measure_from is None:
             measure_from = first_output + a.grace
             measure_to = measure_from + a.measure_secs
+        if a.measuring_file and measure_from is not None and now >= measure_from:
+            with open(a.measuring_file, "w") as f:
+                f.write(f"{measure_from} {measure_to}\n")
+            a.measuring_file = None
         if measure_to is not None and now > measure_to:
             break
         if due is None:
@@ -229,6 +236,21 @@ def main() -> None:
         if measured
         else None,
         "wall_s": round(time.time() - started, 1),
+        # Per measured window, for the tail's profile (tests/bench/latency_tail.sh): its close
+        # time (broker ms), the spread of its partitions' closing appends, and its outputs'
+        # latency quantiles.
+        "windows": [
+            {
+                "end_ms": e,
+                "close_ms": close_time(e),
+                "close_spread_ms": close_time(e) - min(crossed[e].values()),
+                "outputs": len(per_window.get(e, [])),
+                "min_ms": min(per_window.get(e, [0])),
+                "p50_ms": percentile(per_window.get(e, []), 0.5),
+                "max_ms": max(per_window.get(e, [0])),
+            }
+            for e in measured
+        ],
     }
     with open(a.result, "w") as f:
         json.dump(result, f, indent=1)
