@@ -71,7 +71,8 @@ FLOWCAST_KAFKA_HEAP="${FLOWCAST_KAFKA_HEAP:-1g}" deploy/kafka/start.sh --name be
 head -n1 "$KAFKA_RUN/pids" > "$OUT/broker-pid"
 BROKER_PID="$(cat "$OUT/broker-pid")"
 topic() { "$BIN_DIR/flowcast" topics create "$1" --partitions 3 --brokers "$BROKERS" "${@:2}" >/dev/null; }
-git -C "$REPO" rev-parse HEAD > "$OUT/commit"
+# The scripts' commit, "-dirty" when the work tree had changes.
+{ git -C "$REPO" rev-parse HEAD | tr -d '\n'; [[ -z "$(git -C "$REPO" status --porcelain)" ]] || printf -- '-dirty'; echo; } > "$OUT/commit"
 "$BIN_DIR/flowcast" --version > "$OUT/flowcast-version" 2>&1 || true
 
 n=0

@@ -2,12 +2,13 @@
 interval over what the machine did in it.
 
 A window's interval runs from its close (the broker's log-append time of the input that
-closes it, live.py) to its median output's log-append time. For each run with a scheduler
+closes it, live.py) to its median output's log-append time (`--by last`: its last output's). For each run with a scheduler
 record (`perf script` of sched_switch / sched_wakeup, CLOCK_MONOTONIC, shifted to Unix time
 by the offset latency_tail.sh read before and after the record), every interval gets:
 
 - CPU time by who ran: the job's threads, the broker (its JVM), live.py (the paced producer
-  and the output reader), everything else, and idle — summed over both cores, in ms;
+  and the output reader, librdkafka's threads included), everything else (perf's own
+  recording among it), and idle — summed over both cores, in ms;
 - the job's run-queue wait: time its threads were runnable (woken or preempted) but not
   on a core, summed over threads, and the longest single wait;
 - the broker's stop-the-world pauses (its safepoint log) inside the interval.
@@ -46,8 +47,8 @@ def parse_sched(path, offset):
     hypervisor's steal with PARAVIRT_TIME_ACCOUNTING); None without runtime events."""
     runs, waits = [], []
     tasks = {}
-    cur = {}  # cpu -> [since ms, tid, charged runtime ms]
-    with_runtime = False
+    cur = {}  # cpu -> [since ms, tid, charged runtime ms, runtime events]
+    charged_tids = set()
     ready = {}  # tid -> since ms (woken or preempted, not yet on a core)
     first = last = None
     with open(path) as f:
@@ -69,19 +70,19 @@ def parse_sched(path, offset):
                 tasks.setdefault(prev_tid, [None, prev_comm])[:] = [int(pid), prev_comm]
                 tasks.setdefault(next_tid, [None, next_comm])
                 if cpu in cur:
-                    since, running, charged = cur[cpu]
-                    stolen = max(0.0, t_ms - since - charged) if with_runtime and running else None
-                    runs.append((since, t_ms, running, cpu, stolen))
+                    since, running, charged, charges = cur[cpu]
+                    runs.append([since, t_ms, running, cpu, charged, charges])
                 if prev_state.startswith("R") and prev_tid != 0:
                     ready[prev_tid] = t_ms
                 if next_tid in ready:
                     waits.append((ready.pop(next_tid), t_ms, next_tid))
-                cur[cpu] = [t_ms, next_tid, 0.0]
+                cur[cpu] = [t_ms, next_tid, 0.0, 0]
             elif event == "sched:sched_stat_runtime":
                 r = RUNTIME.search(rest)
-                with_runtime = True
                 if r and cpu in cur and int(r.group(1)) == cur[cpu][1]:
                     cur[cpu][2] += int(r.group(2)) / 1e6
+                    cur[cpu][3] += 1
+                    charged_tids.add(cur[cpu][1])
             elif event.startswith("sched:sched_wakeup"):
                 w = WAKEUP.search(rest)
                 if not w:
@@ -90,6 +91,18 @@ def parse_sched(path, offset):
                 tasks.setdefault(tid, [None, w.group(1)])
                 if not any(c[1] == tid for c in cur.values()):
                     ready.setdefault(tid, t_ms)
+    # A segment's steal: its wall time less its charged runtime. The kernel emits no runtime
+    # event when the task clock did not move at all, so a segment without one, of a thread
+    # that has them elsewhere, was stolen whole; a thread with none at all (another pid
+    # namespace's: its events name a pid this record does not know) has no measure.
+    for r in runs:
+        since, end, tid, cpu, charged, charges = r
+        if tid == 0 or tid not in charged_tids:
+            r[4] = None
+        else:
+            r[4] = max(0.0, end - since - charged) if charges else end - since
+        del r[5]
+    runs = [tuple(r) for r in runs]
     # Threads that never ran during the record have no tgid from a sample of their own.
     for tid, v in tasks.items():
         if v[0] is None:
@@ -116,6 +129,11 @@ def parse_safepoints(path):
     return out
 
 
+# Which output ends a window's interval and ranks the windows: its median ("p50_ms") or its
+# last ("max_ms"); --by sets it.
+KEY = "p50_ms"
+
+
 def overlap(a0, a1, b0, b1):
     return max(0.0, min(a1, b1) - max(a0, b0))
 
@@ -128,9 +146,10 @@ def group_of(tid, tasks, job_pid, broker_pid):
         return "job"
     if tgid == broker_pid:
         return "broker"
-    if comm.startswith("python"):
+    leader = tasks.get(tgid, (tgid, comm))[1]  # the process's main thread names it
+    if leader.startswith("python"):
         return "live.py"
-    if comm.startswith("perf"):
+    if leader.startswith("perf"):
         return "perf"
     return "other"
 
@@ -165,14 +184,18 @@ def fmt_bound(s):
 
 
 def profile(w, runs_by_cpu, waits, tasks, job_pid, broker_pid, pauses):
-    a, b = w["close_ms"], w["close_ms"] + w["p50_ms"]
+    a, b = w["close_ms"], w["close_ms"] + w[KEY]
     cpu = defaultdict(float)
+    others = defaultdict(float)  # thread name -> ms, outside the job, broker and live.py
     stolen = 0.0
     for runs in runs_by_cpu.values():
         for s, e, tid, _, st in runs:
             if e > a and s < b:
                 o = overlap(s, e, a, b)
-                cpu[group_of(tid, tasks, job_pid, broker_pid)] += o
+                g = group_of(tid, tasks, job_pid, broker_pid)
+                cpu[g] += o
+                if g in ("other", "perf"):
+                    others[tasks.get(tid, (0, "?"))[1]] += o
                 stolen += (st or 0.0) * o / max(e - s, 1e-9)
     wait_sum = wait_max = 0.0
     for r, s, tid in waits:
@@ -191,6 +214,7 @@ def profile(w, runs_by_cpu, waits, tasks, job_pid, broker_pid, pauses):
         "wait_max": wait_max,
         "paused": paused,
         "stolen": stolen,
+        "top_other": max(others.items(), key=lambda x: x[1], default=("—", 0.0)),
     }
 
 
@@ -213,15 +237,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
     ap.add_argument("--slowest", type=int, default=3)
-    ap.add_argument("--slow-ms", type=float, default=30.0, help="a slow window's median output")
+    ap.add_argument("--slow-ms", type=float, default=30.0, help="a slow window's median (or last) output")
+    ap.add_argument("--by", choices=["median", "last"], default="median",
+                    help="end each window's interval at its median output or its last")
     a = ap.parse_args()
+    global KEY
+    KEY = "p50_ms" if a.by == "median" else "max_ms"
+    out_label = f"{a.by} output"
     a.broker_pid = int(open(os.path.join(a.dir, "broker-pid")).read())
     commit = open(os.path.join(a.dir, "commit")).read().strip()
-    print(f"# Latency tail profile ({a.dir}, scripts of {commit[:7]})\n")
+    print(f"# Latency tail profile ({a.dir}, recorded with the scripts of {commit[:7]}{'-dirty' if commit.endswith('-dirty') else ''})\n")
     print("Per run: every measured window's median-output latency; the p99 of all outputs;")
     print("the broker's stop-the-world pauses in the measured interval; the job's own")
     print("measure of window fired → hand-off to the producer (its histogram's bucket bounds).\n")
-    print("| run | windows | p50 / p99 / max (ms) | window medians over the slow mark | broker pauses: n, sum, max (ms) | window fired → hand-off: p99, max |")
+    print(f"| run | windows | p50 / p99 / max (ms) | windows' {out_label}s over the slow mark | broker pauses: n, sum, max (ms) | window fired → hand-off: p99, max |")
     print("| --- | --- | --- | --- | --- | --- |")
     profiled = []
     for live_path in sorted(glob.glob(os.path.join(a.dir, "*.live.json"))):
@@ -232,7 +261,7 @@ def main():
         if wins:
             t0, t1 = wins[0]["close_ms"], wins[-1]["close_ms"] + wins[-1]["max_ms"]
             pauses = [p for p in pauses if p[1] > t0 and p[0] < t1]
-        slow = sorted((w["p50_ms"] for w in wins if w["p50_ms"] > a.slow_ms), reverse=True)
+        slow = sorted((w[KEY] for w in wins if w[KEY] > a.slow_ms), reverse=True)
         pause_ms = [p1 - p0 for p0, p1, _ in pauses]
         metrics = os.path.join(a.dir, f"{rid}.metrics")
         buckets = histogram(metrics, "flowcast_sink_window_to_send_seconds")
@@ -247,6 +276,23 @@ def main():
         if os.path.exists(sched):
             profiled.append((rid, wins, pauses, sched))
 
+    keys = ["job", "broker", "live.py", "other", "idle", "wait_sum", "paused", "stolen"]
+
+    def share_table(slow, rest):
+        """Per ms of interval, slow windows against the rest."""
+        print("| windows | n | job | broker | live.py | other | idle | job's run-queue wait | broker paused | stolen |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for label, sel in [(f"{out_label} > {a.slow_ms:g} ms", slow), ("the rest", rest)]:
+            if not sel:
+                continue
+            span = sum(w[KEY] for w, _ in sel) or 1
+            s = {k: sum(p[k] for _, p in sel) / span for k in keys}
+            print(
+                f"| {label} | {len(sel)} | {s['job']:.2f} | {s['broker']:.2f} | {s['live.py']:.2f} | {s['other']:.2f} "
+                f"| {s['idle']:.2f} | {s['wait_sum']:.2f} | {s['paused']:.2f} | {s['stolen']:.2f} |"
+            )
+
+    every = []  # (run, window, profile) of every profiled run
     for rid, wins, pauses, sched in profiled:
         offs = [float(x) for x in open(os.path.join(a.dir, f"{rid}.clock-offset")).read().split()]
         job_pid = int(open(os.path.join(a.dir, f"{rid}.job-pid")).read())
@@ -258,11 +304,12 @@ def main():
         if not inside:
             continue
         rows = [(w, profile(w, by_cpu, waits, tasks, job_pid, a.broker_pid, pauses)) for w in inside]
-        rows.sort(key=lambda x: -x[0]["p50_ms"])
+        rows.sort(key=lambda x: -x[0][KEY])
+        every += [(rid, w, p) for w, p in rows]
         med = rows[len(rows) // 2]
         print(f"\n## {rid}: the slowest windows against the median one\n")
         print(f"{len(inside)} windows inside the scheduler record (clock offset drift "
-              f"{abs(offs[-1] - offs[0]) * 1000:.2f} ms). Interval = close → median output; "
+              f"{abs(offs[-1] - offs[0]) * 1000:.2f} ms). Interval = close → {out_label}; "
               "CPU in ms summed over both cores.\n")
         steal_line = f"Stolen over the record ({(last - first) / 1000:.1f} s × 2 cores): "
         if any(r[4] is not None for r in runs):
@@ -275,41 +322,45 @@ def main():
             b0, a0 = (int(open(f).readline().split()[8]) for f in (before, after))
             steal_line += f", {(a0 - b0) * 10} ms by /proc/stat"
         print(steal_line + ".\n")
-        print("| window | median output (ms) | job CPU | broker CPU | live.py CPU | other | idle | job's run-queue wait: sum / longest | broker paused | stolen by the hypervisor |")
+        print(f"| window | {out_label} (ms) | job CPU | broker CPU | live.py CPU | other | idle | job's run-queue wait: sum / longest | broker paused | stolen by the hypervisor |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for label, (w, p) in [(f"slowest {i + 1}", r) for i, r in enumerate(rows[: a.slowest])] + [("median", med)]:
             print(
-                f"| {label} | {w['p50_ms']} | {p['job']:.1f} | {p['broker']:.1f} | {p['live.py']:.1f} "
+                f"| {label} | {w[KEY]} | {p['job']:.1f} | {p['broker']:.1f} | {p['live.py']:.1f} "
                 f"| {p['other']:.1f} | {p['idle']:.1f} | {p['wait_sum']:.1f} / {p['wait_max']:.1f} | {p['paused']:.1f} | {p['stolen']:.1f} |"
             )
-        # Per ms of interval, slow windows against the rest.
-        def share(sel):
-            span = sum(w["p50_ms"] for w, _ in sel) or 1
-            keys = ["job", "broker", "live.py", "other", "idle", "wait_sum", "paused", "stolen"]
-            return {k: sum(p[k] for _, p in sel) / span for k in keys}, len(sel)
-
-        slow = [r for r in rows if r[0]["p50_ms"] > a.slow_ms]
-        rest = [r for r in rows if r[0]["p50_ms"] <= a.slow_ms]
         print("\nPer ms of interval (cores busy of 2; run-queue wait in thread-ms per ms):\n")
-        print("| windows | n | job | broker | live.py | other | idle | job's run-queue wait | broker paused | stolen |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for label, sel in [(f"median > {a.slow_ms:g} ms", slow), ("the rest", rest)]:
-            if not sel:
-                continue
-            s, n = share(sel)
-            print(
-                f"| {label} | {n} | {s['job']:.2f} | {s['broker']:.2f} | {s['live.py']:.2f} | {s['other']:.2f} "
-                f"| {s['idle']:.2f} | {s['wait_sum']:.2f} | {s['paused']:.2f} | {s['stolen']:.2f} |"
-            )
+        share_table(
+            [r for r in rows if r[0][KEY] > a.slow_ms],
+            [r for r in rows if r[0][KEY] <= a.slow_ms],
+        )
         w = rows[0][0]
         print(f"\nTimeline of the slowest window (close + ms; outputs {w['min_ms']}–{w['max_ms']} ms, "
-              f"median {w['p50_ms']}; the job's runs over 0.2 ms and waits over 1 ms):\n")
+              f"{out_label} {w[KEY]}; the job's runs over 0.2 ms and waits over 1 ms):\n")
         print("```")
         for t, what in timeline(w, by_cpu, waits, tasks, job_pid):
             if " runs " in what and float(what.split(" runs ")[1].split()[0]) < 0.2:
                 continue
             print(f"{t:8.2f}  {what}")
         print("```")
+
+    if not every:
+        return
+    slow = [(w, p) for _, w, p in every if w[KEY] > a.slow_ms]
+    rest = [(w, p) for _, w, p in every if w[KEY] <= a.slow_ms]
+    print(f"\n## Every profiled run: {len(every)} windows, {len(slow)} over {a.slow_ms:g} ms\n")
+    print("Per ms of interval, as above:\n")
+    share_table(slow, rest)
+    print("\nEach slow window (ms inside its interval; CPU summed over both cores):\n")
+    print(f"| run | {out_label} | broker paused | stolen | other processes' CPU (most: thread, ms) | idle | job's longest run-queue wait |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for rid, w, p in sorted(every, key=lambda x: -x[1][KEY]):
+        if w[KEY] > a.slow_ms:
+            print(
+                f"| {rid} | {w[KEY]} | {p['paused']:.1f} | {p['stolen']:.1f} "
+                f"| {p['other']:.1f} ({p['top_other'][0]}, {p['top_other'][1]:.1f}) "
+                f"| {p['idle']:.1f} | {p['wait_max']:.1f} |"
+            )
 
 
 if __name__ == "__main__":
