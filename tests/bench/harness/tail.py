@@ -17,7 +17,7 @@ The slowest windows are then set against the median window, and the slowest wind
 run is shown as a timeline of the job's threads. Runs without a record still give their
 window latencies and the broker's pauses.
 
-    python tail.py --dir OUT
+    python tail.py --dir OUT [--dir OUT2 ...] [--slow-ms 30] [--by median|last]
 """
 
 import argparse
@@ -235,7 +235,7 @@ def timeline(w, runs_by_cpu, waits, tasks, job_pid):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dir", required=True)
+    ap.add_argument("--dir", required=True, action="append", help="a latency_tail.sh output (repeatable)")
     ap.add_argument("--slowest", type=int, default=3)
     ap.add_argument("--slow-ms", type=float, default=30.0, help="a slow window's median (or last) output")
     ap.add_argument("--by", choices=["median", "last"], default="median",
@@ -244,26 +244,36 @@ def main():
     global KEY
     KEY = "p50_ms" if a.by == "median" else "max_ms"
     out_label = f"{a.by} output"
-    a.broker_pid = int(open(os.path.join(a.dir, "broker-pid")).read())
-    commit = open(os.path.join(a.dir, "commit")).read().strip()
-    print(f"# Latency tail profile ({a.dir}, recorded with the scripts of {commit[:7]}{'-dirty' if commit.endswith('-dirty') else ''})\n")
+    print("# Latency tail profile\n")
+    for d in a.dir:
+        commit = open(os.path.join(d, "commit")).read().strip()
+        dirty = "-dirty" if commit.endswith("-dirty") else ""
+        print(f"- `{d}`: recorded with the scripts of {commit[:7]}{dirty}")
+    print()
     print("Per run: every measured window's median-output latency; the p99 of all outputs;")
     print("the broker's stop-the-world pauses in the measured interval; the job's own")
     print("measure of window fired → hand-off to the producer (its histogram's bucket bounds).\n")
     print(f"| run | windows | p50 / p99 / max (ms) | windows' {out_label}s over the slow mark | broker pauses: n, sum, max (ms) | window fired → hand-off: p99, max |")
     print("| --- | --- | --- | --- | --- | --- |")
     profiled = []
-    for live_path in sorted(glob.glob(os.path.join(a.dir, "*.live.json"))):
-        rid = os.path.basename(live_path)[: -len(".live.json")]
+    lives = []
+    for d in a.dir:
+        broker_pid = int(open(os.path.join(d, "broker-pid")).read())
+        for live_path in sorted(glob.glob(os.path.join(d, "*.live.json"))):
+            run = os.path.basename(live_path)[: -len(".live.json")]
+            label = f"{os.path.basename(d.rstrip('/'))}/{run}" if len(a.dir) > 1 else run
+            lives.append((label, live_path[: -len(".live.json")], broker_pid))
+    for rid, base, broker_pid in lives:
+        live_path = f"{base}.live.json"
         live = json.load(open(live_path))
         wins = live["windows"]
-        pauses = parse_safepoints(os.path.join(a.dir, f"{rid}.safepoint.log"))
+        pauses = parse_safepoints(f"{base}.safepoint.log")
         if wins:
             t0, t1 = wins[0]["close_ms"], wins[-1]["close_ms"] + wins[-1]["max_ms"]
             pauses = [p for p in pauses if p[1] > t0 and p[0] < t1]
         slow = sorted((w[KEY] for w in wins if w[KEY] > a.slow_ms), reverse=True)
         pause_ms = [p1 - p0 for p0, p1, _ in pauses]
-        metrics = os.path.join(a.dir, f"{rid}.metrics")
+        metrics = f"{base}.metrics"
         buckets = histogram(metrics, "flowcast_sink_window_to_send_seconds")
         fired, fired_max = quantile_bound(buckets, 0.99), quantile_bound(buckets, 1.0)
         print(
@@ -272,9 +282,8 @@ def main():
             f"| {len(pause_ms)}, {sum(pause_ms):.1f}, {max(pause_ms, default=0):.1f} "
             f"| {fmt_bound(fired)}, {fmt_bound(fired_max)} |"
         )
-        sched = os.path.join(a.dir, f"{rid}.sched.txt")
-        if os.path.exists(sched):
-            profiled.append((rid, wins, pauses, sched))
+        if os.path.exists(f"{base}.sched.txt"):
+            profiled.append((rid, base, broker_pid, wins, pauses))
 
     keys = ["job", "broker", "live.py", "other", "idle", "wait_sum", "paused", "stolen"]
 
@@ -293,9 +302,10 @@ def main():
             )
 
     every = []  # (run, window, profile) of every profiled run
-    for rid, wins, pauses, sched in profiled:
-        offs = [float(x) for x in open(os.path.join(a.dir, f"{rid}.clock-offset")).read().split()]
-        job_pid = int(open(os.path.join(a.dir, f"{rid}.job-pid")).read())
+    for rid, base, broker_pid, wins, pauses in profiled:
+        sched = f"{base}.sched.txt"
+        offs = [float(x) for x in open(f"{base}.clock-offset").read().split()]
+        job_pid = int(open(f"{base}.job-pid").read())
         runs, waits, tasks, (first, last) = parse_sched(sched, statistics.mean(offs))
         by_cpu = defaultdict(list)
         for r in runs:
@@ -303,7 +313,7 @@ def main():
         inside = [w for w in wins if w["close_ms"] >= first and w["close_ms"] + w["max_ms"] <= last]
         if not inside:
             continue
-        rows = [(w, profile(w, by_cpu, waits, tasks, job_pid, a.broker_pid, pauses)) for w in inside]
+        rows = [(w, profile(w, by_cpu, waits, tasks, job_pid, broker_pid, pauses)) for w in inside]
         rows.sort(key=lambda x: -x[0][KEY])
         every += [(rid, w, p) for w, p in rows]
         med = rows[len(rows) // 2]
@@ -316,7 +326,7 @@ def main():
             steal_line += f"{sum(r[4] or 0.0 for r in runs):.0f} ms from the threads' runtimes"
         else:
             steal_line += "not recorded (no sched_stat_runtime events)"
-        before, after = (os.path.join(a.dir, f"{rid}.stat-{x}") for x in ("before", "after"))
+        before, after = (f"{base}.stat-{x}" for x in ("before", "after"))
         if os.path.exists(before) and os.path.exists(after):
             # /proc/stat's cpu line: the 8th value is steal, in USER_HZ (100) ticks.
             b0, a0 = (int(open(f).readline().split()[8]) for f in (before, after))
@@ -351,6 +361,16 @@ def main():
     print(f"\n## Every profiled run: {len(every)} windows, {len(slow)} over {a.slow_ms:g} ms\n")
     print("Per ms of interval, as above:\n")
     share_table(slow, rest)
+    print("\nWindows by the time the hypervisor took inside their interval (a longer interval also")
+    print("holds more of it, which is why the per-ms rates above are the fairer comparison):\n")
+    print(f"| stolen inside (ms) | windows | over {a.slow_ms:g} ms | their {out_label}: median (ms) |")
+    print("| --- | --- | --- | --- |")
+    for lo, hi in [(0, 5), (5, 10), (10, 20), (20, float("inf"))]:
+        sel = [w for _, w, p in every if lo <= p["stolen"] < hi]
+        if sel:
+            med_out = statistics.median(w[KEY] for w in sel)
+            print(f"| {lo}–{'' if hi == float('inf') else hi} | {len(sel)} "
+                  f"| {sum(1 for w in sel if w[KEY] > a.slow_ms)} | {med_out:g} |")
     print("\nEach slow window (ms inside its interval; CPU summed over both cores):\n")
     print(f"| run | {out_label} | broker paused | stolen | other processes' CPU (most: thread, ms) | idle | job's longest run-queue wait |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
